@@ -1,0 +1,39 @@
+"""Advantage estimators for group-based RL on multi-turn agents: GRPO, GiGPO and ProxMO.
+
+Pure numpy / scipy; call it from any trainer::
+
+    from proxmo.advantage import StepBatch, AdvantageConfig, compute_advantages
+    result = compute_advantages(StepBatch(group=..., traj=..., t=..., reward=..., invalid=..., won=..., anchor=...),
+                                AdvantageConfig(estimator="proxmo"))
+    result.advantages  # one float32 per step row, in the input order
+"""
+
+from proxmo.advantage.batch import StepBatch
+from proxmo.advantage.config import AdvantageConfig
+from proxmo.advantage.registry import (
+    ESTIMATORS,
+    SIMILARITY_BACKENDS,
+    estimator_defaults,
+    register_estimator,
+    register_similarity_backend,
+)
+from proxmo.advantage.similarity import Bm25Backend, EmbeddingBackend, SimilarityBackend, TfidfBackend
+from proxmo.advantage.estimators import AdvantageResult, Components, compute_advantages, episode_plus_step
+
+__all__ = [
+    "AdvantageConfig",
+    "AdvantageResult",
+    "Bm25Backend",
+    "Components",
+    "ESTIMATORS",
+    "EmbeddingBackend",
+    "SIMILARITY_BACKENDS",
+    "SimilarityBackend",
+    "StepBatch",
+    "TfidfBackend",
+    "compute_advantages",
+    "episode_plus_step",
+    "estimator_defaults",
+    "register_estimator",
+    "register_similarity_backend",
+]

@@ -1,0 +1,124 @@
+"""Text vectorisers for proximity weighting: TF-IDF (as scikit-learn computes it) and BM25, over distinct texts.
+
+Anchors repeat a lot inside a batch (the same room seen by many rollouts), so every backend works
+on the *distinct* texts with their multiplicities and still returns the numbers that fitting on
+all rows would give: document frequencies, term totals and the row count are weighted by
+multiplicity.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Callable, List, Protocol, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from proxmo.advantage.registry import register_similarity_backend
+
+# scikit-learn's default token pattern (two or more word characters) and the variant that keeps
+# one-character tokens, so that 'cabinet 1' and 'cabinet 2' differ.
+TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+TOKEN_PATTERN_SINGLE_CHAR = re.compile(r"(?u)\b\w+\b")
+
+
+class SimilarityBackend(Protocol):
+    """Turns texts into l2-normalised row vectors; the similarity of two texts is their dot product."""
+
+    def vectorize(self, texts: Sequence[str], counts: np.ndarray, n_rows: int, config) -> "np.ndarray | sp.csr_matrix":
+        """Vectors of ``texts`` (distinct), where text k stands for ``counts[k]`` rows of ``n_rows``."""
+        ...
+
+
+def term_counts(texts: Sequence[str], keep_single_char_tokens: bool) -> tuple[sp.csr_matrix, List[str]]:
+    """Raw term counts (len(texts), V) with the vocabulary sorted alphabetically, as scikit-learn orders it."""
+    pattern = TOKEN_PATTERN_SINGLE_CHAR if keep_single_char_tokens else TOKEN_PATTERN
+    tokens = [pattern.findall(text.lower()) for text in texts]
+    vocabulary = sorted(set(itertools.chain.from_iterable(tokens)))
+    index = {term: i for i, term in enumerate(vocabulary)}
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    columns = np.fromiter(map(index.__getitem__, itertools.chain.from_iterable(tokens)), dtype=np.int64, count=int(lengths.sum()))
+    rows = np.repeat(np.arange(len(texts)), lengths)
+    counts = sp.csr_matrix((np.ones(len(columns)), (rows, columns)), shape=(len(texts), len(vocabulary)))
+    counts.sum_duplicates()
+    return counts, vocabulary
+
+
+def limit_features(counts: sp.csr_matrix, multiplicity: np.ndarray, max_features: int | None) -> sp.csr_matrix:
+    """Keep the ``max_features`` terms with the largest total count over all rows.
+
+    Ties are broken exactly as scikit-learn breaks them: the same float64 totals in alphabetical
+    order, the same ``argsort`` call.
+    """
+    n_terms = counts.shape[1]
+    if max_features is None or n_terms <= max_features:
+        return counts
+    totals = np.asarray(counts.T @ multiplicity).ravel()
+    keep = np.zeros(n_terms, dtype=bool)
+    keep[(-totals).argsort()[:max_features]] = True
+    return counts[:, np.flatnonzero(keep)]
+
+
+def _l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0.0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+
+
+def _document_frequency(counts: sp.csr_matrix, multiplicity: np.ndarray) -> np.ndarray:
+    present = counts.copy()
+    present.data[:] = 1.0
+    return np.asarray(present.T @ multiplicity).ravel()
+
+
+class TfidfBackend:
+    """scikit-learn's TfidfVectorizer defaults (lower-case, smooth idf, l2 rows), fitted as if on every row."""
+
+    def vectorize(self, texts, counts, n_rows, config) -> sp.csr_matrix:
+        multiplicity = np.asarray(counts, dtype=np.float64)
+        tf = limit_features(term_counts(texts, config.keep_single_char_tokens)[0], multiplicity, config.max_features)
+        df = _document_frequency(tf, multiplicity)
+        idf = np.log((1.0 + n_rows) / (1.0 + df)) + 1.0
+        return _l2_normalize_rows(sp.csr_matrix(tf @ sp.diags(idf)))
+
+
+class Bm25Backend:
+    """Okapi BM25 term weights (k1, b) as vector entries, l2-normalised: a length-aware alternative to TF-IDF."""
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+
+    def vectorize(self, texts, counts, n_rows, config) -> sp.csr_matrix:
+        multiplicity = np.asarray(counts, dtype=np.float64)
+        raw, _ = term_counts(texts, config.keep_single_char_tokens)
+        length = np.asarray(raw.sum(axis=1)).ravel()
+        average_length = max(float(length @ multiplicity) / n_rows, 1e-12)
+        tf = limit_features(raw, multiplicity, config.max_features).tocoo()
+        df = _document_frequency(tf.tocsr(), multiplicity)
+        idf = np.log1p((n_rows - df + 0.5) / (df + 0.5))
+        norm = self.k1 * (1.0 - self.b + self.b * length[tf.row] / average_length)
+        weight = idf[tf.col] * tf.data * (self.k1 + 1.0) / (tf.data + norm)
+        return _l2_normalize_rows(sp.csr_matrix((weight, (tf.row, tf.col)), shape=tf.shape))
+
+
+class EmbeddingBackend:
+    """Dense sentence embeddings from any ``encode(list_of_texts) -> (n, d) array`` function.
+
+    Register one with ``register_similarity_backend("minilm", EmbeddingBackend(model.encode))`` and
+    select it with ``AdvantageConfig(similarity_backend="minilm")``.
+    """
+
+    def __init__(self, encode: Callable[[List[str]], np.ndarray]) -> None:
+        self.encode = encode
+
+    def vectorize(self, texts, counts, n_rows, config) -> np.ndarray:
+        vectors = np.asarray(self.encode(list(texts)), dtype=np.float64)
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise ValueError(f"encode: expected an array of shape ({len(texts)}, d), got {vectors.shape}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0.0, 1.0, norms)
+
+
+register_similarity_backend("tfidf", TfidfBackend())
+register_similarity_backend("bm25", Bm25Backend())

@@ -1,0 +1,234 @@
+"""Step level: baselines for each step's discounted return from exact, similar or softly weighted anchors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from proxmo.advantage.batch import PreparedBatch
+from proxmo.advantage.config import AdvantageConfig
+from proxmo.advantage.registry import SIMILARITY_BACKENDS
+from proxmo.advantage.segments import discounted_returns, segment_count, segment_mean_std, segment_sum
+
+
+@dataclass(frozen=True)
+class StepComponent:
+    advantage: np.ndarray  # (N,) A^S per row, canonical order
+    group_size: np.ndarray  # (N,) size of the row's step group (effective size 1/sum(w^2) for soft weights)
+    singleton_fraction: float  # share of step groups with one member (soft: rows with effective size < 1.5)
+
+
+@dataclass(frozen=True)
+class AnchorPairs:
+    """The distinct (episode group, anchor) pairs of a batch, sorted by group."""
+
+    row_pair: np.ndarray  # (N,) pair of each row
+    group: np.ndarray  # (P,) episode group of each pair
+    anchor: np.ndarray  # (P,) anchor code of each pair
+    count: np.ndarray  # (P,) rows per pair (float)
+    first_row: np.ndarray  # (P,) canonical position of the pair's first row
+    group_start: np.ndarray  # (G+1,) pairs of group g are group_start[g]:group_start[g+1]
+
+
+def step_returns(batch: PreparedBatch, config: AdvantageConfig) -> np.ndarray:
+    """G~_i: the discounted return of the step minus the invalid-action penalty (after discounting)."""
+    returns = discounted_returns(batch.reward, batch.traj, batch.t, batch.n_traj, config.gamma)
+    return returns - config.invalid_penalty * batch.invalid
+
+
+def anchor_pairs(batch: PreparedBatch) -> AnchorPairs:
+    key = batch.group * len(batch.anchors) + batch.anchor_code
+    unique_keys, first_row, row_pair = np.unique(key, return_index=True, return_inverse=True)
+    pair_group = unique_keys // len(batch.anchors)
+    return AnchorPairs(
+        row_pair=row_pair,
+        group=pair_group,
+        anchor=unique_keys % len(batch.anchors),
+        count=segment_count(row_pair, len(unique_keys)),
+        first_row=first_row,
+        group_start=np.searchsorted(pair_group, np.arange(batch.n_groups + 1)),
+    )
+
+
+def _cluster_normalize(values: np.ndarray, cluster: np.ndarray, n_clusters: int, config: AdvantageConfig) -> StepComponent:
+    """GiGPO's step advantage: the return minus its cluster mean (divided by std + eps in mean_std_norm).
+
+    A cluster of one row has no baseline and gets 0.
+    """
+    mean, std, count = segment_mean_std(values, cluster, n_clusters)
+    centred = values - mean[cluster]
+    if config.normalization == "mean_std_norm":
+        centred = centred / (np.nan_to_num(std, nan=1.0)[cluster] + config.epsilon)
+    size = count[cluster]
+    centred[size < 2] = 0.0
+    return StepComponent(advantage=centred, group_size=size, singleton_fraction=float(np.mean(count == 1)))
+
+
+def exact_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConfig) -> StepComponent:
+    """GiGPO: rows of one episode group with identical anchor text form a step group."""
+    pairs = anchor_pairs(batch)
+    return _cluster_normalize(returns, pairs.row_pair, len(pairs.group), config)
+
+
+def greedy_clusters(texts: List[str], threshold: float) -> np.ndarray:
+    """GiGPO's similarity clustering: each text joins the first cluster whose first member has a
+    difflib ratio >= threshold with it (``SequenceMatcher(None, text, first_member)``), else opens one.
+
+    The cheap upper bounds ``real_quick_ratio`` and ``quick_ratio`` skip most comparisons without
+    changing the outcome.
+    """
+    matchers: List[SequenceMatcher] = []  # one per cluster, its first member fixed as the second sequence
+    labels = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        for label, matcher in enumerate(matchers):
+            matcher.set_seq1(text)
+            if matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold:
+                labels[i] = label
+                break
+        else:
+            labels[i] = len(matchers)
+            matchers.append(SequenceMatcher(None, text, text))
+    return labels
+
+
+def similar_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConfig) -> StepComponent:
+    """GiGPO's similarity variant: greedy difflib clustering of each episode group's anchors.
+
+    Rows are visited in canonical order (trajectory id, then step); identical texts always land in
+    one cluster, so clustering the distinct texts in order of first appearance is exact.
+    """
+    pairs = anchor_pairs(batch)
+    pair_cluster = np.empty(len(pairs.group), dtype=np.int64)
+    offset = 0
+    for g in range(batch.n_groups):
+        lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
+        visit = lo + np.argsort(pairs.first_row[lo:hi])  # distinct anchors in order of first appearance
+        labels = greedy_clusters([batch.anchors[a] for a in pairs.anchor[visit]], config.similarity_threshold)
+        pair_cluster[visit] = labels + offset
+        offset += int(labels.max()) + 1
+    return _cluster_normalize(returns, pair_cluster[pairs.row_pair], offset, config)
+
+
+def _vectorize(batch: PreparedBatch, pairs: AnchorPairs, config: AdvantageConfig) -> Callable[[int], np.ndarray]:
+    """A function giving the similarity block (m_g, m_g) of group g's distinct anchors."""
+    backend = SIMILARITY_BACKENDS[config.similarity_backend]
+    if config.fit_scope == "batch":
+        anchor_count = segment_sum(pairs.count, pairs.anchor, len(batch.anchors))
+        vectors = backend.vectorize(batch.anchors, anchor_count, batch.n_rows, config)
+
+        def block(g: int) -> np.ndarray:
+            v = vectors[pairs.anchor[pairs.group_start[g] : pairs.group_start[g + 1]]]
+            return _dense(v @ v.T)
+
+        return block
+
+    def block_per_group(g: int) -> np.ndarray:
+        lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
+        texts = [batch.anchors[a] for a in pairs.anchor[lo:hi]]
+        v = backend.vectorize(texts, pairs.count[lo:hi], int(pairs.count[lo:hi].sum()), config)
+        return _dense(v @ v.T)
+
+    return block_per_group
+
+
+def _dense(matrix) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+
+
+def _soft_weights(similarity: np.ndarray, temperature: float, exclude_self: np.ndarray | None = None) -> np.ndarray:
+    """Softmax numerators exp((S - shift) / tau) between a group's distinct anchors (m, m).
+
+    The shift is each row's largest logit. ``exclude_self`` marks distinct anchors that stand for a
+    single row under leave-one-out: their diagonal weight is dropped (set to 0) and left out of the
+    maximum.
+    """
+    logits = similarity / temperature
+    if exclude_self is not None and exclude_self.any():
+        logits = logits.copy()
+        np.fill_diagonal(logits, np.where(exclude_self, -np.inf, np.diagonal(logits)))
+    shift = logits.max(axis=1)
+    shift[~np.isfinite(shift)] = 0.0  # a group with a single row: nothing to weigh
+    return np.exp(logits - shift[:, None])
+
+
+def _mean_effective_size(weights: np.ndarray, count: np.ndarray) -> float:
+    """Mean over the group's rows of 1 / sum_j w_ij^2 (weights normalised over all rows of the group)."""
+    total = weights @ count
+    size = total * total / ((weights * weights) @ count)
+    return float(size @ count / count.sum())
+
+
+def _adaptive_temperature(similarity: np.ndarray, count: np.ndarray, target: float) -> float:
+    """tau for which the mean effective step-group size over the group's rows is ``target``.
+
+    The effective size grows with tau (from the number of rows with identical vectors towards the
+    group size), so a bisection on log(tau) finds it; a target out of reach gives the nearest end.
+    """
+    lo, hi = np.log(1e-4), np.log(1e4)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        if _mean_effective_size(_soft_weights(similarity, np.exp(mid)), count) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(0.5 * (lo + hi)))
+
+
+def soft_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConfig) -> StepComponent:
+    """ProxMO: the baseline of a row is the softmax(S/tau)-weighted mean of its episode group's returns.
+
+    Works on each group's distinct anchors: with c_k rows and return sum R_k per distinct anchor k,
+    b(a) = sum_k exp(S_ak/tau) R_k / sum_k c_k exp(S_ak/tau), which equals the row-by-row softmax.
+    The weight of the row's own anchor is kept apart from the others so that leave-one-out removes
+    the row exactly (no cancellation).
+    """
+    pairs = anchor_pairs(batch)
+    pair_return = segment_sum(returns, pairs.row_pair, len(pairs.group))
+    block = _vectorize(batch, pairs, config)
+    n_pairs = len(pairs.group)
+    other_num, other_den, other_sq, own = (np.empty(n_pairs) for _ in range(4))
+    for g in range(batch.n_groups):
+        lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
+        similarity, count = block(g), pairs.count[lo:hi]
+        temperature = config.temperature
+        if config.target_group_size is not None:
+            temperature = _adaptive_temperature(similarity, count, config.target_group_size)
+        weights = _soft_weights(similarity, temperature, (count == 1) if config.leave_one_out else None)
+        own[lo:hi] = np.diagonal(weights)
+        np.fill_diagonal(weights, 0.0)
+        other_num[lo:hi] = weights @ pair_return[lo:hi]
+        other_den[lo:hi] = weights @ count
+        other_sq[lo:hi] = (weights * weights) @ count
+
+    p = pairs.row_pair
+    w = own[p]
+    same_anchor_rows = pairs.count[p] - (1.0 if config.leave_one_out else 0.0)
+    same_anchor_return = pair_return[p] - (returns if config.leave_one_out else 0.0)
+    numerator = other_num[p] + w * same_anchor_return
+    denominator = other_den[p] + w * same_anchor_rows
+    square_sum = other_sq[p] + w * w * same_anchor_rows
+    alone = denominator <= 0.0  # leave-one-out in a group of one row: no baseline
+    safe = np.where(alone, 1.0, denominator)
+    advantage = np.where(alone, 0.0, returns - numerator / safe)
+    size = np.where(alone, 1.0, safe * safe / np.where(alone, 1.0, square_sum))
+    return StepComponent(advantage=advantage, group_size=size, singleton_fraction=float(np.mean(size < 1.5)))
+
+
+def no_step_part(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConfig) -> StepComponent:
+    return StepComponent(advantage=np.zeros(batch.n_rows), group_size=np.ones(batch.n_rows), singleton_fraction=float("nan"))
+
+
+STEP_GROUPINGS: Dict[str, Callable[[PreparedBatch, np.ndarray, AdvantageConfig], StepComponent]] = {
+    "none": no_step_part,
+    "exact": exact_groups,
+    "similar": similar_groups,
+    "soft": soft_groups,
+}
+
+
+def step_component(batch: PreparedBatch, config: AdvantageConfig) -> StepComponent:
+    """A^S for every row (section 4 of the algorithm)."""
+    return STEP_GROUPINGS[config.step_grouping](batch, step_returns(batch, config), config)
