@@ -20,10 +20,14 @@ def _as_array(name: str, value: Any) -> np.ndarray:
         array = value
     else:
         value = list(value)
-        if name in ("group", "traj", "anchor"):
+        array = None
+        if name in ("group", "traj") and value and isinstance(value[0], (int, np.integer)):
+            array = np.asarray(value)  # integer ids: a fast integer array (mixed types fall through)
+            array = array if array.dtype.kind in "iu" else None
+        if array is None and name in ("group", "traj", "anchor"):
             array = np.empty(len(value), dtype=object)
             array[:] = value
-        else:
+        elif array is None:
             array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D sequence (one value per row), got shape {array.shape}")

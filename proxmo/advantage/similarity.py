@@ -17,9 +17,8 @@ import scipy.sparse as sp
 
 from proxmo.advantage.registry import register_similarity_backend
 
-# scikit-learn's default token pattern (two or more word characters) and the variant that keeps
-# one-character tokens, so that 'cabinet 1' and 'cabinet 2' differ.
-TOKEN_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+# scikit-learn's default token pattern keeps runs of two or more word characters; the option
+# keep_single_char_tokens keeps one-character runs too, so that 'cabinet 1' and 'cabinet 2' differ.
 TOKEN_PATTERN_SINGLE_CHAR = re.compile(r"(?u)\b\w+\b")
 
 
@@ -31,18 +30,45 @@ class SimilarityBackend(Protocol):
         ...
 
 
+# Tokenising every text on its own costs a Python call per text; instead all texts are joined
+# around a NUL separator and split in one pass. For ASCII input, mapping every non-word byte to a
+# space and splitting on whitespace gives exactly the maximal runs of word characters (\w) that
+# scikit-learn's pattern finds, and is several times faster than the regular expression.
+_SEPARATOR = "\x00"
+_ASCII_NON_WORD = bytes(c if (chr(c).isalnum() or chr(c) == "_" or c == 0) else 32 for c in range(256))
+_WORD_OR_SEPARATOR = re.compile(r"(?u)\w+|\x00")
+
+
+def _joined_tokens(texts: Sequence[str]) -> tuple[list, object]:
+    """All word runs of the lower-cased texts in order, with the separator between texts."""
+    joined = f" {_SEPARATOR} ".join(texts).lower()
+    if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds a NUL itself: tokenise one by one
+        parts = [TOKEN_PATTERN_SINGLE_CHAR.findall(text.lower()) + [_SEPARATOR] for text in texts]
+        return list(itertools.chain.from_iterable(parts))[:-1], _SEPARATOR
+    if joined.isascii():
+        return joined.encode("ascii").translate(_ASCII_NON_WORD).split(), _SEPARATOR.encode("ascii")
+    return _WORD_OR_SEPARATOR.findall(joined), _SEPARATOR
+
+
 def term_counts(texts: Sequence[str], keep_single_char_tokens: bool) -> tuple[sp.csr_matrix, List[str]]:
-    """Raw term counts (len(texts), V) with the vocabulary sorted alphabetically, as scikit-learn orders it."""
-    pattern = TOKEN_PATTERN_SINGLE_CHAR if keep_single_char_tokens else TOKEN_PATTERN
-    tokens = [pattern.findall(text.lower()) for text in texts]
-    vocabulary = sorted(set(itertools.chain.from_iterable(tokens)))
-    index = {term: i for i, term in enumerate(vocabulary)}
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    columns = np.fromiter(map(index.__getitem__, itertools.chain.from_iterable(tokens)), dtype=np.int64, count=int(lengths.sum()))
-    rows = np.repeat(np.arange(len(texts)), lengths)
-    counts = sp.csr_matrix((np.ones(len(columns)), (rows, columns)), shape=(len(texts), len(vocabulary)))
+    """Raw term counts (len(texts), V) with the vocabulary sorted alphabetically, as scikit-learn orders it.
+
+    Tokens are scikit-learn's: lower-cased maximal runs of word characters, of two or more
+    characters unless ``keep_single_char_tokens``. (ASCII terms come out as bytes and sort like
+    their text.)
+    """
+    tokens, separator = _joined_tokens(texts)
+    terms = sorted(set(tokens) - {separator})
+    vocabulary = terms if keep_single_char_tokens else [term for term in terms if len(term) > 1]
+    index = dict.fromkeys(terms, -1)  # dropped one-character terms
+    index[separator] = -2
+    index.update(zip(vocabulary, range(len(vocabulary))))
+    ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    row = np.cumsum(ids == -2)
+    kept = ids >= 0
+    counts = sp.csr_matrix((np.ones(int(kept.sum())), (row[kept], ids[kept])), shape=(len(texts), len(vocabulary)))
     counts.sum_duplicates()
-    return counts, vocabulary
+    return counts, [term.decode("ascii") if isinstance(term, bytes) else term for term in vocabulary]
 
 
 def limit_features(counts: sp.csr_matrix, multiplicity: np.ndarray, max_features: int | None) -> sp.csr_matrix:

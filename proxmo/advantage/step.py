@@ -7,6 +7,7 @@ from difflib import SequenceMatcher
 from typing import Callable, Dict, List
 
 import numpy as np
+import scipy.sparse as sp
 
 from proxmo.advantage.batch import PreparedBatch
 from proxmo.advantage.config import AdvantageConfig
@@ -112,18 +113,53 @@ def similar_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageC
     return _cluster_normalize(returns, pair_cluster[pairs.row_pair], offset, config)
 
 
+def _group_blocks(vectors, pairs: AnchorPairs, n_groups: int) -> Callable[[int], np.ndarray]:
+    """Similarity blocks S_g = V_g V_g^T of each group's distinct anchors, from vectors of all anchors.
+
+    Sparse vectors are gathered once for all pairs; each group's block is then built on only the
+    columns that group uses, so a block costs O(m_g^2 x its own vocabulary), never O(N^2).
+    """
+    if not sp.issparse(vectors):
+        dense = np.asarray(vectors, dtype=np.float64)
+
+        def dense_block(g: int) -> np.ndarray:
+            v = dense[pairs.anchor[pairs.group_start[g] : pairs.group_start[g + 1]]]
+            return v @ v.T
+
+        return dense_block
+
+    csr = sp.csr_matrix(vectors)
+    n_features = max(csr.shape[1], 1)
+    length = np.diff(csr.indptr)[pairs.anchor]
+    entry_start = np.r_[0, np.cumsum(length)]
+    source = np.repeat(csr.indptr[pairs.anchor] - entry_start[:-1], length) + np.arange(entry_start[-1])
+    column, value = csr.indices[source], csr.data[source]
+    entry_pair = np.repeat(np.arange(len(pairs.anchor)), length)
+    # Number the columns each group uses 0..k_g-1: mark (group, column) cells, count them in order.
+    cell = pairs.group[entry_pair] * n_features + column
+    used = np.zeros(n_groups * n_features + 1, dtype=np.int64)
+    used[cell + 1] = 1
+    rank = np.cumsum(used)
+    local_column = rank[cell + 1] - 1 - rank[pairs.group[entry_pair] * n_features]
+    group_columns = rank[(np.arange(n_groups) + 1) * n_features] - rank[np.arange(n_groups) * n_features]
+    entry_bound = entry_start[pairs.group_start]
+
+    def sparse_block(g: int) -> np.ndarray:
+        lo, hi = entry_bound[g], entry_bound[g + 1]
+        v = np.zeros((pairs.group_start[g + 1] - pairs.group_start[g], group_columns[g]))
+        v[entry_pair[lo:hi] - pairs.group_start[g], local_column[lo:hi]] = value[lo:hi]
+        return v @ v.T
+
+    return sparse_block
+
+
 def _vectorize(batch: PreparedBatch, pairs: AnchorPairs, config: AdvantageConfig) -> Callable[[int], np.ndarray]:
     """A function giving the similarity block (m_g, m_g) of group g's distinct anchors."""
     backend = SIMILARITY_BACKENDS[config.similarity_backend]
     if config.fit_scope == "batch":
         anchor_count = segment_sum(pairs.count, pairs.anchor, len(batch.anchors))
         vectors = backend.vectorize(batch.anchors, anchor_count, batch.n_rows, config)
-
-        def block(g: int) -> np.ndarray:
-            v = vectors[pairs.anchor[pairs.group_start[g] : pairs.group_start[g + 1]]]
-            return _dense(v @ v.T)
-
-        return block
+        return _group_blocks(vectors, pairs, batch.n_groups)
 
     def block_per_group(g: int) -> np.ndarray:
         lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
@@ -135,7 +171,7 @@ def _vectorize(batch: PreparedBatch, pairs: AnchorPairs, config: AdvantageConfig
 
 
 def _dense(matrix) -> np.ndarray:
-    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+    return matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
 
 
 def _soft_weights(similarity: np.ndarray, temperature: float, exclude_self: np.ndarray | None = None) -> np.ndarray:

@@ -83,7 +83,7 @@ def alfworld_like_batch(n_groups: int = 16, group_size: int = 8, max_steps: int 
 
 def random_batch(rng: np.random.Generator, n_groups: int = 3, group_size: int = 4, max_steps: int = 6, vocabulary: int = 6) -> StepBatch:
     """A small batch with heavy anchor repetition, single-character tokens and empty anchors: for tests."""
-    words = ["cabinet 1", "cabinet 2", "you see a mug 1", "nothing happens", "the fridge is open", "a", "x 7 y", "", "apple 2 on countertop 1"]
+    words = ["cabinet 1", "cabinet 2", "you see a mug 1", "nothing happens", "the fridge is open", "a", "x 7 y", "", "apple 2 on countertop 1", "Café_crème n°2 — naïve"]
     words = words[: max(vocabulary, 2)]
     group, traj, t, reward, invalid, won, anchor = [], [], [], [], [], [], []
     trajectory = 0

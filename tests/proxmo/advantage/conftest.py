@@ -21,5 +21,5 @@ def shuffled(batch: StepBatch, seed: int) -> tuple[StepBatch, np.ndarray]:
 @pytest.fixture(params=[0, 1, 2])
 def small_batch(request) -> StepBatch:
     """Random small batches (shuffled rows) with repeats, one-letter tokens and empty anchors."""
-    batch = random_batch(np.random.default_rng(100 + request.param), n_groups=3, group_size=4, max_steps=5, vocabulary=9)
+    batch = random_batch(np.random.default_rng(100 + request.param), n_groups=3, group_size=4, max_steps=5, vocabulary=10)
     return shuffled(batch, request.param)[0]
