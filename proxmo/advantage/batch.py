@@ -146,9 +146,10 @@ class StepBatch:
     @classmethod
     def from_records(cls, records: Sequence[dict]) -> "StepBatch":
         """Build a batch from a list of dicts with the keys group, traj, t, reward, invalid, won, anchor."""
-        missing = [name for name in _FIELDS if records and name not in records[0]]
-        if missing:
-            raise KeyError(f"records: missing keys {missing}")
+        for i, record in enumerate(records):
+            missing = [name for name in _FIELDS if name not in record]
+            if missing:
+                raise KeyError(f"records: row {i} lacks {missing}")
         return cls(**{name: [r[name] for r in records] for name in _FIELDS})
 
 
@@ -187,27 +188,26 @@ class PreparedBatch:
 
 def prepare(batch: StepBatch) -> PreparedBatch:
     """Sort the rows canonically, encode ids, and check the trajectory structure."""
-    _, group_codes = _factorize("group", batch.group)
+    group_ids, group_codes = _factorize("group", batch.group)
     traj_ids, traj_codes = _factorize("traj", batch.traj)
+    n_traj = len(traj_ids)
+    traj_group = np.empty(n_traj, dtype=np.int64)
+    traj_group[traj_codes] = group_codes  # any row's group; all rows must agree
+    split = group_codes != traj_group[traj_codes]
+    if split.any():
+        k = int(np.argmax(split))
+        raise ValueError(
+            f"traj: trajectory {_item(traj_ids[traj_codes[k]])!r} appears in two groups "
+            f"({_item(group_ids[group_codes[k]])!r} and {_item(group_ids[traj_group[traj_codes[k]]])!r})"
+        )
     order = np.lexsort((batch.t, traj_codes, group_codes))
     g = group_codes[order]
     tr = traj_codes[order]
     t = batch.t[order]
-    n_traj = len(traj_ids)
     n = len(order)
 
-    # Rows of one trajectory are now contiguous; check the group, the steps and `won` per trajectory.
+    # Rows of one trajectory are now contiguous; check the steps and `won` per trajectory.
     starts = np.flatnonzero(np.r_[True, tr[1:] != tr[:-1]])
-    if len(starts) != n_traj:  # pragma: no cover - lexsort keeps trajectories contiguous
-        raise AssertionError("trajectory rows are not contiguous after sorting")
-    first_group = g[starts]
-    split = g != first_group[tr]
-    if split.any():
-        k = int(np.argmax(split))
-        raise ValueError(
-            f"traj: trajectory {traj_ids[tr[k]]!r} appears in two groups "
-            f"({_ids(batch.group, order, starts[tr[k]])!r} and {_ids(batch.group, order, k)!r})"
-        )
     traj_len = np.diff(np.r_[starts, n])
     expected_t = np.arange(n) - np.repeat(starts, traj_len)
     wrong_t = t != expected_t
@@ -215,7 +215,7 @@ def prepare(batch: StepBatch) -> PreparedBatch:
         k = int(np.argmax(wrong_t))
         steps = t[starts[tr[k]] : starts[tr[k]] + traj_len[tr[k]]].tolist()
         raise ValueError(
-            f"t: trajectory {traj_ids[tr[k]]!r} has steps {steps[:20]}; expected 0..{traj_len[tr[k]] - 1} "
+            f"t: trajectory {_item(traj_ids[tr[k]])!r} has steps {steps[:20]}; expected 0..{traj_len[tr[k]] - 1} "
             "without gaps or repeats"
         )
     won = batch.won[order]
@@ -223,7 +223,7 @@ def prepare(batch: StepBatch) -> PreparedBatch:
     mixed = won != traj_won[tr]
     if mixed.any():
         k = int(np.argmax(mixed))
-        raise ValueError(f"won: trajectory {traj_ids[tr[k]]!r} has both won=True and won=False rows")
+        raise ValueError(f"won: trajectory {_item(traj_ids[tr[k]])!r} has both won=True and won=False rows")
 
     lookup: dict = {}
     anchor_list = batch.anchor.tolist()
@@ -240,7 +240,7 @@ def prepare(batch: StepBatch) -> PreparedBatch:
         won=won,
         anchor_code=anchor_code,
         anchors=list(lookup),
-        traj_group=first_group,
+        traj_group=traj_group,
         traj_len=traj_len,
         traj_won=traj_won,
         n_groups=int(g.max()) + 1,
@@ -248,6 +248,5 @@ def prepare(batch: StepBatch) -> PreparedBatch:
     )
 
 
-def _ids(values: np.ndarray, order: np.ndarray, k: int) -> Any:
-    value = values[order[k]]
+def _item(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
