@@ -1,0 +1,51 @@
+"""The `proxmo` command: the installed entry point and its advantage subcommand on a file of records."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from proxmo.advantage import AdvantageConfig, compute_advantages
+from proxmo.advantage.synthetic import alfworld_like_batch
+from proxmo.cli import app
+
+FIELDS = ("group", "traj", "t", "reward", "invalid", "won", "anchor")
+
+
+def write_records(path: Path, batch) -> list[dict]:
+    columns = [getattr(batch, name).tolist() for name in FIELDS]
+    records = [dict(zip(FIELDS, values)) for values in zip(*columns)]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return records
+
+
+def test_installed_command_lists_estimators():
+    exe = Path(sys.executable).with_name("proxmo")
+    out = subprocess.run([str(exe), "estimators"], capture_output=True, text=True, check=True).stdout
+    for name in ("grpo", "gigpo", "proxmo"):
+        assert name in out
+
+
+def test_advantages_from_a_jsonl_file(tmp_path):
+    batch = alfworld_like_batch(n_groups=2, seed=1)
+    write_records(tmp_path / "steps.jsonl", batch)
+    result = CliRunner().invoke(app, ["advantages", str(tmp_path / "steps.jsonl"), "--estimator", "gigpo",
+                                      "--set", "gamma=0.9", "--out", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "step_group_size_mean" in result.output
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = compute_advantages(batch, AdvantageConfig(estimator="gigpo", gamma=0.9)).advantages
+    assert [round(r["advantage"], 5) for r in written] == [round(float(a), 5) for a in expected]
+
+
+def test_bad_input_is_reported_not_a_traceback(tmp_path):
+    batch = alfworld_like_batch(n_groups=1, seed=1)
+    records = write_records(tmp_path / "steps.jsonl", batch)
+    records[3]["reward"] = None
+    (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    result = CliRunner().invoke(app, ["advantages", str(tmp_path / "bad.jsonl")])
+    assert result.exit_code == 2 and "reward" in result.output
+    result = CliRunner().invoke(app, ["advantages", str(tmp_path / "steps.jsonl"), "--set", "temperature=-1"])
+    assert result.exit_code == 2 and "temperature" in result.output
