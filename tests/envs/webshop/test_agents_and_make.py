@@ -1,0 +1,57 @@
+"""The oracle solves every test goal, a random agent rarely does, and `envs.make` builds the shop."""
+
+import statistics
+
+import pytest
+
+import envs
+from envs.webshop import OracleAgent, RandomAgent, WebShopEnv, run_episode
+
+
+def test_oracle_solves_every_test_goal(env):
+    oracle = OracleAgent(env)
+    episodes = [run_episode(env, oracle, task) for task in env.tasks()]
+    assert len(episodes) == 500
+    assert all(e.score == 1.0 and e.won and e.reward == 10.0 for e in episodes)
+    assert max(e.steps for e in episodes) <= env.max_steps
+
+
+def test_random_agent_scores_low(env):
+    agent = RandomAgent(seed=0)
+    episodes = [run_episode(env, agent, task) for task in env.tasks()]
+    assert statistics.mean(e.score for e in episodes) < 0.35
+    assert statistics.mean(e.won for e in episodes) < 0.15
+
+
+def test_make_registers_webshop_and_plays_one_goal():
+    assert "webshop" in envs.registered()
+    env = envs.make("webshop", split="test", goal=3, max_steps=10)
+    assert isinstance(env, envs.TextEnv)
+    obs, info = env.reset()
+    assert info["task"] == 3 and set(info) >= {"admissible_commands", "task", "category", "won", "score"}
+    assert env.max_steps == 10
+
+
+def test_a_group_of_envs_plays_the_same_goal():
+    group = [envs.make("webshop", split="train", episode_seed=i) for i in range(4)]
+    task = group[0].tasks()[17]
+    starts = [env.reset(task) for env in group]
+    assert len({obs for obs, _ in starts}) == 1 and {info["task"] for _, info in starts} == {task}
+    steps = [env.step("search[protein bar]") for env in group]
+    assert len({obs for obs, *_ in steps}) == 1
+
+
+def test_reset_without_task_picks_goals_of_the_split_reproducibly():
+    a, b = WebShopEnv(split="train", episode_seed=5), WebShopEnv(split="train", episode_seed=5)
+    picks = [a.reset()[1]["task"] for _ in range(5)]
+    assert picks == [b.reset()[1]["task"] for _ in range(5)]
+    assert all(p >= 500 for p in picks)
+
+
+def test_tasks_outside_the_split_are_refused():
+    with pytest.raises(ValueError):
+        WebShopEnv(split="test").reset(600)
+    with pytest.raises(ValueError):
+        WebShopEnv(split="train", goal=3)
+    with pytest.raises(ValueError):
+        WebShopEnv(split="validation")
