@@ -91,6 +91,85 @@ def advantages(
         console.print(f"wrote {len(records)} rows to {out}")
 
 
+games_app = typer.Typer(help="ALFWorld games: generate them in the official format.", no_args_is_help=True)
+app.add_typer(games_app, name="games")
+
+
+@games_app.command("generate")
+def games_generate(
+    out: Path = typer.Option(..., help="Root folder; games go to OUT/<split>/<task>/<trial>/."),
+    split: str = typer.Option("train", help="train, valid_seen or valid_unseen (unseen uses floor plans train never uses)."),
+    count: int = typer.Option(..., min=0, help="How many games."),
+    seed: int = typer.Option(0, help="Games are deterministic per (seed, split, index)."),
+    max_receptacles: int = typer.Option(0, min=0, help="Cap receptacles (0: all); those the task needs are kept."),
+    distractors: int = typer.Option(12, min=0, help="Distractor objects per game."),
+    task_types: Optional[List[str]] = typer.Option(None, "--task-type", help="Only these task types (repeat the option)."),
+) -> None:
+    """Generate solvable ALFWorld games (six task types in turn), each with the expert's walkthrough."""
+    from collections import Counter
+
+    from rich.progress import track
+
+    from envs.alfworld.categories import TASK_TYPES, category_of_path
+    from envs.alfworld.game import SPLITS
+    from envs.alfworld.generate import Knobs, generate
+
+    if split not in SPLITS:
+        raise typer.BadParameter(f"expected one of {list(SPLITS)}, got {split!r}", param_hint="--split")
+    types = tuple(task_types) if task_types else TASK_TYPES
+    unknown = [t for t in types if t not in TASK_TYPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown {unknown}; choose from {list(TASK_TYPES)}", param_hint="--task-type")
+    knobs = Knobs(max_receptacles=max_receptacles, distractors=distractors)
+    written = Counter()
+    games = generate(out, split, count, seed, types, knobs)
+    for path in track(games, total=count, description=f"generating {split}", console=console, transient=True):
+        written[category_of_path(path)] += 1
+    console.print(f"wrote {sum(written.values())} games to {out / split}: "
+                  + ", ".join(f"{c} {n}" for c, n in sorted(written.items())))
+
+
+@app.command()
+def play(
+    env: str = typer.Option("alfworld", help="alfworld or webshop."),
+    game: Optional[Path] = typer.Option(None, help="ALFWorld: a game file or trial folder (default: a bundled game)."),
+    task: Optional[str] = typer.Option(None, help="The task to reset to (an ALFWorld game file, a WebShop goal index)."),
+    set_: List[str] = typer.Option([], "--set", help="Environment options, e.g. --set split=test --set max_steps=15"),
+) -> None:
+    """Play an environment in the terminal: type a command or the number of an admissible one ('quit' ends)."""
+    import envs
+
+    config = _parse_overrides(set_)
+    if env == "alfworld":
+        from envs.alfworld import fixture_games
+
+        config.setdefault("game", str(game) if game else str(fixture_games()[0]))
+    try:
+        environment = envs.make(env, **config)
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+    reset_task = int(task) if task is not None and task.isdigit() else task
+    observation, info = environment.reset(task=reset_task)
+    done, total = False, 0.0
+    while True:
+        console.print(f"\n[bold]{observation}[/bold]")
+        if done:
+            break
+        commands = info.get("admissible_commands", [])
+        for number, command in enumerate(commands, start=1):
+            console.print(f"  {number:>2}. {command}")
+        answer = typer.prompt(">", prompt_suffix=" ").strip()
+        if answer in ("quit", "exit"):
+            break
+        action = commands[int(answer) - 1] if answer.isdigit() and 0 < int(answer) <= len(commands) else answer
+        observation, reward, done, info = environment.step(action)
+        total += reward
+    console.print(f"\nepisode over: won={info.get('won')} reward={total:g}"
+                  + (f" score={info['score']:.3f}" if "score" in info else ""))
+    environment.close()
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""
