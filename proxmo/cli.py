@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="ProxMO: group-based RL for multi-turn LLM agents.", no_args_is_help=True, add_completion=False)
@@ -153,12 +154,12 @@ def play(
     observation, info = environment.reset(task=reset_task)
     done, total = False, 0.0
     while True:
-        console.print(f"\n[bold]{observation}[/bold]")
+        console.print(f"\n[bold]{escape(observation)}[/bold]")
         if done:
             break
         commands = info.get("admissible_commands", [])
         for number, command in enumerate(commands, start=1):
-            console.print(f"  {number:>2}. {command}")
+            console.print(f"  {number:>2}. {escape(command)}")
         answer = typer.prompt(">", prompt_suffix=" ").strip()
         if answer in ("quit", "exit"):
             break

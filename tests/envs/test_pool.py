@@ -307,3 +307,40 @@ def test_bad_calls_are_named() -> None:
     pool.close()  # closing twice is harmless
     with pytest.raises(EnvPoolError, match="closed"):
         pool.reset([0, 1])
+
+
+# ---- ALFWorld in the pool -------------------------------------------------------------------------
+def _alfworld_rollout(pool: EnvPool, tasks: List[str], walkthroughs: List[List[str]], size: int) -> Dict[int, bool]:
+    """Member 0 of each group follows its game's walkthrough, the others look around; returns won per slot."""
+    _, infos = pool.reset(tasks)
+    assert [info["task"] for info in infos] == [t for t in tasks for _ in range(size)]
+    won: Dict[int, bool] = {}
+    for step in range(60):
+        if not pool.active:
+            break
+        actions = {}
+        for slot in pool.active:
+            group, member = divmod(slot, size)
+            plan = walkthroughs[group]
+            actions[slot] = plan[step] if member == 0 and step < len(plan) else "look"
+        for slot, (_, _, done, info) in pool.step(actions).items():
+            if done:
+                won[slot] = info["won"]
+    return won
+
+
+def test_alfworld_groups_on_ray_with_both_engines(ray_session):
+    from envs.alfworld import fixture_games, load_game
+
+    games = fixture_games()
+    tasks = [str(games[0]), str(games[7])]
+    walkthroughs = [load_game(t).walkthrough for t in tasks]
+    config = {"split": "train", "data": str(games[0].parents[3]), "max_steps": 12}
+    with EnvPool("alfworld", config, n_groups=2, group_size=2, backend="ray", envs_per_actor=2) as pool:
+        won = _alfworld_rollout(pool, tasks, walkthroughs, 2)
+    assert won == {0: True, 1: False, 2: True, 3: False}
+    # the real TextWorld engine allows one per process: one per actor
+    with EnvPool("alfworld", {**config, "engine": "textworld"}, n_groups=1, group_size=2, backend="ray",
+                 envs_per_actor=1) as pool:
+        won = _alfworld_rollout(pool, tasks[:1], walkthroughs[:1], 2)
+    assert won == {0: True, 1: False}

@@ -49,3 +49,10 @@ def test_bad_input_is_reported_not_a_traceback(tmp_path):
     assert result.exit_code == 2 and "reward" in result.output
     result = CliRunner().invoke(app, ["advantages", str(tmp_path / "steps.jsonl"), "--set", "temperature=-1"])
     assert result.exit_code == 2 and "temperature" in result.output
+
+
+def test_play_shows_bracketed_commands_verbatim():
+    result = CliRunner().invoke(app, ["play", "--env", "webshop", "--set", "split=test", "--task", "3"],
+                                input="search[sunglasses]\nquit\n")
+    assert result.exit_code == 0, result.output
+    assert "1. search[<your query>]" in result.output and "click[back to search]" in result.output

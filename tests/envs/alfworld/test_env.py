@@ -95,3 +95,4 @@ def test_play_in_the_terminal():
     assert "Your task is to:" in result.output and "episode over: won=True reward=10" in result.output
     numbered = CliRunner().invoke(app, ["play", "--game", str(GAMES[0])], input="1\nquit\n")
     assert numbered.exit_code == 0 and "   1. go to" in numbered.output
+
