@@ -1,9 +1,12 @@
 """Test isolation: nothing a test does writes to the home folder or reaches a network service."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _SANDBOX = tempfile.mkdtemp(prefix="proxmo-tests-")
+atexit.register(shutil.rmtree, _SANDBOX, ignore_errors=True)
 
 os.environ.update(
     {
