@@ -55,3 +55,36 @@ def test_tasks_outside_the_split_are_refused():
         WebShopEnv(split="train", goal=3)
     with pytest.raises(ValueError):
         WebShopEnv(split="validation")
+
+
+
+def _oracle_actions(goal: int) -> list:
+    env = WebShopEnv(split="test")
+    oracle = OracleAgent(env)
+    observation, info = env.reset(goal)
+    actions, done = [], False
+    while not done:
+        actions.append(oracle.act(observation, info))
+        observation, _, done, info = env.step(actions[-1])
+    return actions
+
+
+def test_grouped_rollout_in_the_pool_replays_the_oracle():
+    from envs import EnvPool
+
+    goals = [4, 9]
+    plans = [_oracle_actions(g) for g in goals]
+    with EnvPool("webshop", {"split": "test"}, n_groups=2, group_size=3) as pool:
+        _, infos = pool.reset(goals)
+        assert [i["task"] for i in infos] == [4, 4, 4, 9, 9, 9]
+        final = {}
+        for step in range(15):
+            if not pool.active:
+                break
+            # member 0 replays the oracle's purchase; the others keep clicking "Back to Search"
+            actions = {slot: plans[slot // 3][step] if slot % 3 == 0 else "click[back to search]" for slot in pool.active}
+            for slot, (_, _, done, info) in pool.step(actions).items():
+                if done:
+                    final[slot] = info
+    assert final[0]["score"] == 1.0 and final[3]["score"] == 1.0 and final[0]["won"]
+    assert {slot for slot, info in final.items() if not info["won"]} == {1, 2, 4, 5}
