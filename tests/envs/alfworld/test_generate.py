@@ -1,7 +1,6 @@
 """The game generator: official layout, determinism, splits, knobs, solvability, and its command."""
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
