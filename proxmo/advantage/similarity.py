@@ -35,27 +35,30 @@ class SimilarityBackend(Protocol):
 # space and splitting on whitespace gives exactly the maximal runs of word characters (\w) that
 # scikit-learn's pattern finds, and is several times faster than the regular expression.
 _SEPARATOR = "\x00"
-_ASCII_NON_WORD = bytes(c if (chr(c).isalnum() or chr(c) == "_" or c == 0) else 32 for c in range(256))
+# One byte table lower-cases letters and blanks out every other non-word byte (the NUL separator stays).
+_ASCII_WORDS_LOWER = bytes(
+    ord(chr(c).lower()) if (chr(c).isalnum() or chr(c) == "_" or c == 0) else 32 for c in range(128)
+) + bytes(range(128, 256))
 _WORD_OR_SEPARATOR = re.compile(r"(?u)\w+|\x00")
 
 
 def _joined_tokens(texts: Sequence[str]) -> tuple[list, object]:
     """All word runs of the lower-cased texts in order, with the separator between texts."""
-    joined = f" {_SEPARATOR} ".join(texts).lower()
+    joined = f" {_SEPARATOR} ".join(texts)
     if joined.count(_SEPARATOR) != len(texts) - 1:  # a text holds a NUL itself: tokenise one by one
         parts = [TOKEN_PATTERN_SINGLE_CHAR.findall(text.lower()) + [_SEPARATOR] for text in texts]
         return list(itertools.chain.from_iterable(parts))[:-1], _SEPARATOR
     if joined.isascii():
-        return joined.encode("ascii").translate(_ASCII_NON_WORD).split(), _SEPARATOR.encode("ascii")
-    return _WORD_OR_SEPARATOR.findall(joined), _SEPARATOR
+        return joined.encode("ascii").translate(_ASCII_WORDS_LOWER).split(), _SEPARATOR.encode("ascii")
+    return _WORD_OR_SEPARATOR.findall(joined.lower()), _SEPARATOR
 
 
-def term_counts(texts: Sequence[str], keep_single_char_tokens: bool) -> tuple[sp.csr_matrix, List[str]]:
+def term_counts(texts: Sequence[str], keep_single_char_tokens: bool, names: bool = False) -> tuple[sp.csr_matrix, List[str]]:
     """Raw term counts (len(texts), V) with the vocabulary sorted alphabetically, as scikit-learn orders it.
 
     Tokens are scikit-learn's: lower-cased maximal runs of word characters, of two or more
-    characters unless ``keep_single_char_tokens``. (ASCII terms come out as bytes and sort like
-    their text.)
+    characters unless ``keep_single_char_tokens``. The vocabulary's terms are returned only with
+    ``names=True`` (ASCII terms are handled as bytes, which sort like their text).
     """
     tokens, separator = _joined_tokens(texts)
     terms = sorted(set(tokens) - {separator})
@@ -68,6 +71,8 @@ def term_counts(texts: Sequence[str], keep_single_char_tokens: bool) -> tuple[sp
     kept = ids >= 0
     counts = sp.csr_matrix((np.ones(int(kept.sum())), (row[kept], ids[kept])), shape=(len(texts), len(vocabulary)))
     counts.sum_duplicates()
+    if not names:
+        return counts, []
     return counts, [term.decode("ascii") if isinstance(term, bytes) else term for term in vocabulary]
 
 
