@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from envs.alfworld import AlfredEngine, fixture_games, load_game  # noqa: E402
-from envs.alfworld.generate import generate  # noqa: E402
+from envs.alfworld.generate import Knobs, generate  # noqa: E402
 from envs.alfworld.parity import ParityReport, biased_random_chooser, guided_chooser, lockstep, walkthrough_chooser  # noqa: E402
 
 
@@ -93,11 +93,15 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=50)
     parser.add_argument("--real-games", type=int, default=12, help="fresh games also played by the real engine")
     parser.add_argument("--parity-horizon", type=int, default=20)
+    parser.add_argument("--split", default="train", choices=["train", "valid_seen", "valid_unseen"])
+    parser.add_argument("--max-receptacles", type=int, default=0, help="generator knob (0: all)")
+    parser.add_argument("--distractors", type=int, default=12, help="generator knob")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        games = list(generate(Path(folder), "train", args.games, seed=2026))
+        knobs = Knobs(max_receptacles=args.max_receptacles, distractors=args.distractors)
+        games = list(generate(Path(folder), args.split, args.games, seed=2026, knobs=knobs))
         rows = [python_speed(games, args.episodes, args.horizon)]
         report, real_speed = parity(fixture_games() + games[: args.real_games], args.parity_horizon)
     rows.append(real_speed)
