@@ -110,13 +110,13 @@ class AlfredEngine:
             raise ValueError("game: sliced-object tasks are not supported by the python engine (use engine='textworld')")
         self.spec = spec
         tree = parse_sexp(spec.pddl_problem)
-        self._facts = init_facts(tree)
+        facts = init_facts(tree)
         by_predicate: Dict[str, Set[tuple]] = defaultdict(set)
-        for fact in self._facts:
+        for fact in facts:
             by_predicate[fact[0]].add(fact[1:])
         unary = lambda predicate: {args[0] for args in by_predicate[predicate]}  # noqa: E731
         entities = set(declared_objects(tree))
-        for fact in self._facts:
+        for fact in facts:
             entities.update(fact[1:])
         receptacle_type = dict(by_predicate["receptacletype"])
         self.world = _World(
@@ -266,26 +266,24 @@ class AlfredEngine:
 
     # ---- effects ------------------------------------------------------------------------------
     def _apply(self, kind: str, arg) -> str:
-        s, name = self.state, self._name
-        handler: Dict[str, Callable[[], str]] = {
-            "look": lambda: self._look(),
-            "inventory": lambda: (f"You are carrying: {listing(['a ' + name(s.holding)])}." if s.holding
-                                  else "You are not carrying anything."),
-            "help": lambda: HELP_TEXT,
-            "goto": lambda: self._go_to(arg),
-            "examine_receptacle": lambda: self._describe_receptacle(arg),
-            "examine_object": lambda: self._describe_object(arg),
-            "open": lambda: self._open(arg),
-            "close": lambda: self._close(arg),
-            "take": lambda: self._take(*arg),
-            "move": lambda: self._move(*arg),
-            "clean": lambda: self._treat(arg, s.clean, None, "clean"),
-            "heat": lambda: self._treat(arg, s.hot, s.cool, "heat"),
-            "cool": lambda: self._treat(arg, s.cool, s.hot, "cool"),
-            "use": lambda: self._use(arg),
-            "slice": lambda: self._slice(*arg),
-        }
-        return handler[kind]()
+        s = self.state
+        if kind == "look":
+            return self._look()
+        if kind == "inventory":
+            return (f"You are carrying: {listing(['a ' + self._name(s.holding)])}." if s.holding
+                    else "You are not carrying anything.")
+        if kind == "help":
+            return HELP_TEXT
+        if kind in ("clean", "heat", "cool"):
+            gained, lost = {"clean": (s.clean, None), "heat": (s.hot, s.cool), "cool": (s.cool, s.hot)}[kind]
+            return self._treat(arg, gained, lost, kind)
+        handler: Callable[..., str] = getattr(self, self._HANDLERS[kind])
+        return handler(*arg) if isinstance(arg, tuple) else handler(arg)
+
+    _HANDLERS = {
+        "goto": "_go_to", "examine_receptacle": "_describe_receptacle", "examine_object": "_describe_object",
+        "open": "_open", "close": "_close", "take": "_take", "move": "_move", "use": "_use", "slice": "_slice",
+    }
 
     def _go_to(self, receptacle: str) -> str:
         self.state.agent_loc = self.world.receptacle_loc[receptacle]

@@ -74,7 +74,7 @@ class AlfworldEnv:
         else:
             from envs.alfworld.textworld_engine import TextWorldEngine
 
-            self._game = load_game(game_file) if game_file not in self._loaded else self._loaded[game_file][0]
+            self._game = load_game(game_file)
             if self._textworld is None:
                 self._textworld = TextWorldEngine()
             self._textworld.load(self._game.path)

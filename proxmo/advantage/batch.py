@@ -36,10 +36,7 @@ def _as_array(name: str, value: Any) -> np.ndarray:
 
 def _factorize(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique ids and the code of every row; ids must be all integers or all strings."""
-    if values.dtype.kind in "iu":
-        uniques, codes = np.unique(values, return_inverse=True)
-        return uniques, codes.astype(np.int64)
-    if values.dtype.kind in "US":
+    if values.dtype.kind in "iuUS":
         uniques, codes = np.unique(values, return_inverse=True)
         return uniques, codes.astype(np.int64)
     kinds = {type(v) for v in values.tolist()}
