@@ -171,6 +171,41 @@ def play(
     environment.close()
 
 
+@app.command(context_settings={"allow_extra_args": False})
+def train(
+    config: Optional[Path] = typer.Argument(None, help="A YAML preset, e.g. configs/webshop_demo.yaml (default: the reference settings)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. optim.lr=1e-4 advantage.estimator=gigpo"),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a policy with group rollouts and the PPO-style update; metrics go to runs/<name>/ (and MLflow)."""
+    from proxmo.train.config import ConfigError, config_lines, load_config
+
+    overrides = list(overrides or [])
+    if config is not None and "=" in str(config):  # only overrides were given
+        overrides.insert(0, str(config))
+        config = None
+    try:
+        resolved = load_config(config, overrides)
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(code=2) from error
+    if show_config:
+        for line in config_lines(resolved):
+            console.print(escape(line), highlight=False)
+        return
+    from proxmo.train.job import train as run_training
+
+    result = run_training(resolved, progress=not quiet)
+    final = result.evaluations[-1] if result.evaluations else {}
+    table = Table("metric", "value", title=f"run {escape(result.run_dir.name)}")
+    for key in sorted(final):
+        if key.startswith("val/"):
+            table.add_row(escape(key), f"{final[key]:.4f}")
+    console.print(table)
+    console.print(f"run folder: {escape(str(result.run_dir))}")
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""

@@ -3,7 +3,9 @@
 One episode: the search page shows the goal's instruction; the agent searches, pages through the
 results, opens items, picks options, reads sub-pages and buys. Buying ends the episode with reward
 ``success_reward`` (10) when the score is 1.0 and 0 otherwise; after ``max_steps`` actions without
-a purchase the episode ends with reward 0 (``info["truncated"] = True``).
+a purchase the episode ends with reward 0 (``info["truncated"] = True``). With
+``reward_mode="score"`` a purchase earns ``success_reward * score`` instead (a denser signal for
+small policies; ``won`` still means a score of 1.0).
 
 An action that is not available on the current page (or does not parse) leaves the page unchanged,
 counts as a step and sets ``info["invalid"] = True``.
@@ -21,6 +23,7 @@ from envs.base import Info
 from envs.webshop import pages
 from envs.webshop.catalog import Catalog, Goal, Product, generate, score_goal
 from envs.webshop.search import SearchIndex
+from envs.webshop.scoring import check_reward_mode, purchase_reward
 
 _ACTION = re.compile(r"^\s*(search|click)\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
 
@@ -67,6 +70,8 @@ class WebShopEnv:
         max_steps: actions per episode before it ends without a purchase.
         goal: play this goal index whenever ``reset()`` is called without a task.
         success_reward: reward for a purchase scoring 1.0.
+        reward_mode: ``"success"`` (the reference runs: ``success_reward`` only for a score of 1.0) or
+            ``"score"`` (``success_reward * score`` for any purchase).
         show_instruction: keep the instruction on the search page (the RL prompt may strip it).
         episode_seed: seeds the choice of goal when ``reset()`` gets no task.
     """
@@ -80,6 +85,7 @@ class WebShopEnv:
         max_steps: int = 15,
         goal: Optional[int] = None,
         success_reward: float = 10.0,
+        reward_mode: str = "success",
         show_instruction: bool = True,
         episode_seed: Optional[int] = None,
     ) -> None:
@@ -94,6 +100,7 @@ class WebShopEnv:
         self.fixed_goal = goal
         self.max_steps = max_steps
         self.success_reward = success_reward
+        self.reward_mode = check_reward_mode(reward_mode)
         self.show_instruction = show_instruction
         self._rng = random.Random(episode_seed if episode_seed is not None else seed)
         self._session: Optional[_Session] = None
@@ -121,7 +128,7 @@ class WebShopEnv:
         valid = self._apply(action)
         reward = 0.0
         if session.done:
-            reward = self.success_reward if session.score == 1.0 else 0.0
+            reward = purchase_reward(session.score, self.success_reward, self.reward_mode)
         truncated = not session.done and session.steps >= self.max_steps
         if truncated:
             session.done = True

@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from envs.base import Info
 from envs.webshop.catalog import NUM_TEST_GOALS
 from envs.webshop.pages import SEARCH_PLACEHOLDER
+from envs.webshop.scoring import check_reward_mode, purchase_reward
 
 
 class RemoteWebShopEnv:
@@ -38,6 +39,7 @@ class RemoteWebShopEnv:
         max_steps: actions before an episode ends without a purchase.
         goal: play this goal whenever ``reset()`` gets no task.
         success_reward: reward when the server's score is 1.0.
+        reward_mode: ``"success"`` or ``"score"``, as for :class:`~envs.webshop.WebShopEnv`.
         timeout_s: HTTP timeout per request.
         episode_seed: seeds the choice of goal when ``reset()`` gets no task.
     """
@@ -50,6 +52,7 @@ class RemoteWebShopEnv:
         max_steps: int = 15,
         goal: Optional[int] = None,
         success_reward: float = 10.0,
+        reward_mode: str = "success",
         timeout_s: float = 30.0,
         episode_seed: int = 0,
     ) -> None:
@@ -59,6 +62,7 @@ class RemoteWebShopEnv:
         self.max_steps = max_steps
         self.fixed_goal = goal
         self.success_reward = success_reward
+        self.reward_mode = check_reward_mode(reward_mode)
         self.timeout_s = timeout_s
         self._rng = random.Random(episode_seed)
         self._env_idx: Optional[int] = None
@@ -102,7 +106,7 @@ class RemoteWebShopEnv:
             self._score = float(answer.get("reward") or 0.0)
         truncated = not self._done and self._steps >= self.max_steps
         self._done = self._done or truncated
-        reward = self.success_reward if self._score == 1.0 else 0.0
+        reward = purchase_reward(self._score, self.success_reward, self.reward_mode) if self._done and not truncated else 0.0
         info = self._info(invalid=invalid)
         info["truncated"] = truncated
         return str(answer.get("state", "")), reward, self._done, info

@@ -140,3 +140,19 @@ def options_distinct(values: Sequence[str]) -> Tuple[str, ...]:
 def chosen_values(selected: Mapping[str, str]) -> Tuple[str, ...]:
     """The chosen option values of a purchase, in group order."""
     return tuple(selected.values())
+
+
+REWARD_MODES = ("success", "score")
+
+
+def check_reward_mode(mode: str) -> str:
+    if mode not in REWARD_MODES:
+        raise ValueError(f"reward_mode: expected one of {REWARD_MODES}, got {mode!r}")
+    return mode
+
+
+def purchase_reward(score: float, success_reward: float, mode: str) -> float:
+    """The reward of a purchase with ``score``: the success reward at 1.0 only, or scaled by the score."""
+    if mode == "score":
+        return success_reward * score
+    return success_reward if score == 1.0 else 0.0

@@ -1,5 +1,6 @@
 """The oracle solves every test goal, a random agent rarely does, and `envs.make` builds the shop."""
 
+import random
 import statistics
 
 import pytest
@@ -88,3 +89,23 @@ def test_grouped_rollout_in_the_pool_replays_the_oracle():
                     final[slot] = info
     assert final[0]["score"] == 1.0 and final[3]["score"] == 1.0 and final[0]["won"]
     assert {slot for slot, info in final.items() if not info["won"]} == {1, 2, 4, 5}
+
+
+def test_score_reward_mode_pays_the_purchase_score():
+    env = WebShopEnv(split="test", reward_mode="score")
+    rng = random.Random(0)
+    rewards = []
+    for goal in range(40):
+        env.reset(goal)
+        env.step(f"search[{env.goal.instruction}]")
+        done, reward, info = False, 0.0, {}
+        while not done:  # open the first result and buy it with whatever options are preselected
+            commands = info.get("admissible_commands") or env.page.commands()
+            items = [c for c in commands if c not in ("click[back to search]", "click[next >]", "click[< prev]")]
+            pick = "click[buy now]" if "click[buy now]" in commands else rng.choice(items or commands)
+            _, reward, done, info = env.step(pick)
+        if info["score"] > 0:
+            rewards.append((reward, info["score"], info["won"]))
+    assert rewards, "some purchase should score above 0"
+    assert all(reward == pytest.approx(10.0 * score) for reward, score, _ in rewards)
+    assert any(0 < score < 1 and not won for _, score, won in rewards)

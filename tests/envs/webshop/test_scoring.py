@@ -111,3 +111,13 @@ def test_buying_through_the_env(env):
     expected = (len(goal.attributes) + 1) / (len(goal.attributes) + len(goal.options) + 1)
     assert done and info["score"] == pytest.approx(expected)
     assert reward == 0.0 and not info["won"]
+
+
+def test_purchase_reward_modes():
+    from envs.webshop.scoring import check_reward_mode, purchase_reward
+
+    assert purchase_reward(1.0, 10.0, "success") == 10.0
+    assert purchase_reward(0.75, 10.0, "success") == 0.0
+    assert purchase_reward(0.75, 10.0, "score") == 7.5
+    with pytest.raises(ValueError, match="reward_mode"):
+        check_reward_mode("dense")

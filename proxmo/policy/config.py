@@ -1,0 +1,84 @@
+"""ModelConfig: which language model the policy runs, where, and how long its prompts and responses may be."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ModelKind = Literal["tiny", "hf", "gguf"]
+DType = Literal["float32", "bfloat16", "float16", "auto"]
+
+
+class ModelConfig(BaseModel):
+    """Configuration of the policy model and its tokenizer.
+
+    ``kind="tiny"`` builds a small randomly initialised Llama with a byte-level BPE tokenizer trained on
+    a corpus (the CPU demo model); ``kind="hf"`` loads a local folder or hub id with ``from_pretrained``;
+    ``kind="gguf"`` loads a GGUF checkpoint through transformers.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    kind: ModelKind = Field(
+        "tiny",
+        description="tiny: small random Llama + BPE tokenizer trained on a corpus; hf: from_pretrained(path); "
+        "gguf: from_pretrained(folder, gguf_file=...).",
+    )
+    path: Optional[str] = Field(
+        None,
+        description="hf: a local folder or hub id (e.g. Qwen/Qwen2.5-1.5B-Instruct); gguf: the .gguf file, "
+        "or its folder together with gguf_file. Unused by tiny.",
+    )
+    gguf_file: Optional[str] = Field(
+        None, description="gguf only: file name inside the folder given by path (leave empty when path is the file)."
+    )
+    hidden_size: int = Field(64, ge=1, description="tiny only: width of the model.")
+    num_layers: int = Field(2, ge=1, description="tiny only: number of decoder layers.")
+    num_heads: int = Field(4, ge=1, description="tiny only: attention heads; must divide hidden_size.")
+    vocab_size: int = Field(
+        1024, ge=1, description="tiny only: target BPE vocabulary (the 256 bytes and 3 special tokens always stay)."
+    )
+    max_positions: int = Field(4096, ge=1, description="tiny only: longest prompt + response the model accepts.")
+    dtype: DType = Field(
+        "float32", description="Parameter dtype; 'auto' keeps the checkpoint's own (float32 for tiny)."
+    )
+    device: str = Field("auto", description="torch device string; 'auto' means cuda when available, else cpu.")
+    seed: int = Field(0, description="Seed of the tiny model's initialisation and of its tokenizer training.")
+    max_prompt_tokens: int = Field(
+        1024, ge=1, description="Longer prompts are cut from the left, so that their end (the latest turn) stays."
+    )
+    max_response_tokens: int = Field(48, ge=1, description="Cap on the tokens generated for one response.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about a third more compute."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        try:
+            torch.device(value)
+        except (RuntimeError, ValueError) as err:
+            raise ValueError(f"device: {value!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1')") from err
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.kind in ("hf", "gguf") and not self.path:
+            raise ValueError(f"model.path: required when kind={self.kind!r} (a folder, hub id or .gguf file)")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        return self
+
+    def resolved_device(self) -> torch.device:
+        """The device the model goes to: ``device``, with 'auto' turned into cuda or cpu."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def torch_dtype(self) -> Optional[torch.dtype]:
+        """The torch dtype of ``dtype``, or None for 'auto'."""
+        return None if self.dtype == "auto" else getattr(torch, self.dtype)

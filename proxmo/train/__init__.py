@@ -1,0 +1,1 @@
+"""The training job: group rollouts, advantages, the PPO-style update, evaluation and checkpoints."""

@@ -1,0 +1,393 @@
+"""The training job: group rollouts -> advantages -> PPO-style update -> metrics, evaluation, checkpoints.
+
+Plain Python and torch: it imports neither Prefect, Ray nor MLflow (the MLflow tracker and the Ray
+environment backend load them only when asked for), so it runs the same under ``python -m
+proxmo.train``, inside a Ray task, or on a bare GPU machine.
+
+One iteration (ARCHITECTURE.md, "The data that flows"): the pool resets K groups of n environments,
+each group on one training task -> the policy acts step by step -> every step becomes a row of a
+:class:`~proxmo.advantage.StepBatch` with its tokens -> :func:`~proxmo.advantage.compute_advantages`
+-> :func:`~proxmo.train.update.ppo_update` -> metrics (per-category success, advantage diagnostics,
+the time of every phase) -> tracker -> checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+import envs
+from proxmo.advantage import compute_advantages
+from proxmo.policy import ModelConfig, Policy
+from proxmo.rollout import Rollout, RolloutSettings, collect
+from proxmo.rollout.prompts import ANSWER, INTRO
+from proxmo.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from proxmo.train.config import TrainConfig, save_config
+from proxmo.train.metrics import Timings, metric_key, rollout_metrics
+from proxmo.train.tracking import Tracker, make_tracker
+from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves behind."""
+
+    run_dir: Path
+    iterations: int
+    history: List[Dict[str, float]] = field(default_factory=list)
+    """The metrics of every iteration (what the tracker got)."""
+    evaluations: List[Dict[str, float]] = field(default_factory=list)
+    checkpoint: Optional[Path] = None
+
+
+@dataclass
+class EnvSetup:
+    """The environment options and task lists of a run."""
+
+    name: str
+    train_options: Dict[str, Any]
+    eval_options: Dict[str, Any]
+    train_tasks: List[Any]
+    eval_tasks: List[Any]
+
+
+def run_name(config: TrainConfig) -> str:
+    """``env__estimator__seed__time`` unless the config names the run."""
+    if config.run.name:
+        return config.run.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.env.name}__{config.advantage.estimator}__s{config.run.seed}__{stamp}"
+
+
+def generated_games(config: TrainConfig) -> Path:
+    """Generate (once) the ALFWorld games of ``env.games`` under the output folder; returns the data folder."""
+    from envs.alfworld.generate import Knobs, generate
+
+    games = config.env.games
+    folder = Path(config.run.output_dir) / "alfworld_games" / (
+        f"seed{games.seed}_r{games.max_receptacles}_d{games.distractors}"
+    )
+    knobs = Knobs(max_receptacles=games.max_receptacles, distractors=games.distractors)
+    for split, count in ((config.env.train_split, games.train), (config.env.eval_split, games.eval)):
+        marker = folder / f".{split}_{count}"
+        if not marker.exists():
+            for _ in generate(folder, split, count, games.seed, knobs=knobs):
+                pass
+            marker.touch()
+    return folder
+
+
+def prepare_env(config: TrainConfig) -> EnvSetup:
+    """Resolve the environment options of both splits and list their tasks."""
+    name = config.env.name
+    options = dict(config.env.options)
+    if config.rollout.max_steps is not None:
+        options["max_steps"] = config.rollout.max_steps
+    if name == "alfworld" and "data" not in options and not os.environ.get("ALFWORLD_DATA"):
+        options["data"] = str(generated_games(config))
+    train_options = {**options, "split": config.env.train_split}
+    eval_options = {**options, "split": config.env.eval_split}
+    train_env = envs.make(name, **train_options)
+    eval_env = envs.make(name, **eval_options)
+    try:
+        train_tasks, eval_tasks = train_env.tasks(), eval_env.tasks()
+    finally:
+        train_env.close()
+        eval_env.close()
+    if config.eval.tasks is not None:
+        eval_tasks = eval_tasks[: config.eval.tasks]
+    if not train_tasks:
+        raise ValueError(f"env: split {config.env.train_split!r} of {name} has no tasks")
+    return EnvSetup(name, train_options, eval_options, list(train_tasks), list(eval_tasks))
+
+
+def tokenizer_corpus(setup: EnvSetup, samples: int = 24, seed: int = 0) -> List[str]:
+    """Texts the tiny model's tokenizer is trained on: the prompt wording and pages of the environment."""
+    corpus = list(INTRO.values()) + list(ANSWER.values())
+    rng = random.Random(seed)
+    env = envs.make(setup.name, **setup.train_options)
+    try:
+        for task in rng.sample(setup.train_tasks, min(samples, len(setup.train_tasks))):
+            observation, info = env.reset(task)
+            corpus.append(observation)
+            corpus.append(str(info.get("instruction", "")))
+            for _ in range(4):
+                commands = [c for c in info.get("admissible_commands", []) if "<" not in c]
+                if not commands:
+                    commands = [f"search[{info.get('instruction', '')}]"]
+                corpus.extend(commands)
+                observation, _, done, info = env.step(rng.choice(commands))
+                corpus.append(observation)
+                if done:
+                    break
+    finally:
+        env.close()
+    return corpus
+
+
+class Trainer:
+    """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
+
+    def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        if config.run.device:
+            config = config.model_copy(update={"model": config.model.model_copy(update={"device": config.run.device})})
+            self.config = config
+        resume = _resume_path(config.run.resume)
+        self.run_dir = resume.parent.parent if resume else Path(config.run.output_dir) / run_name(config)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.run_dir / "config.yaml")
+        torch.manual_seed(config.run.seed)
+        self.setup = prepare_env(config)
+        self.policy, self.reference = self._policies(resume)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.policy.model.parameters() if p.requires_grad],
+            lr=config.optim.lr,
+            weight_decay=config.optim.weight_decay,
+        )
+        self.generator = torch.Generator().manual_seed(config.run.seed)
+        self.task_rng = random.Random(config.run.seed)
+        self.start_iteration = 0
+        if resume:
+            state = load_trainer_state(resume)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+            self.task_rng.setstate(state["task_rng"])
+            self.start_iteration = int(state["iteration"])
+        self.tracker = tracker or make_tracker(
+            config.run.tracker, self.run_dir, config.run.experiment, self.run_dir.name, config.run.tracking_uri
+        )
+        self._pool = None
+        self._status = ""
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _policies(self, resume: Optional[Path]) -> Tuple[Policy, Optional[Policy]]:
+        config = self.config
+        reference_dir = self.run_dir / "reference"
+        if resume:
+            policy = Policy.from_config(_saved_model_config(config.model, resume / "model"))
+        else:
+            corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if config.model.kind == "tiny" else ()
+            policy = Policy.from_config(config.model, corpus)
+        reference = None
+        if config.optim.kl_coef > 0:
+            if config.model.kind == "tiny":  # the initial weights exist only in this run: keep them
+                if not reference_dir.exists():
+                    policy.save(reference_dir)
+                ref_config = _saved_model_config(config.model, reference_dir)
+            elif resume:
+                ref_config = config.model
+            else:
+                ref_config = None
+            if ref_config is None:
+                ref_model = copy.deepcopy(policy.model)
+                reference = Policy(ref_model, policy.tokenizer, config.model)
+            else:
+                reference = Policy.from_config(ref_config)
+            reference.model.eval()
+            reference.model.requires_grad_(False)
+        return policy, reference
+
+    def _train_pool(self):
+        if self._pool is None:
+            c = self.config
+            self._pool = envs.EnvPool(
+                self.setup.name,
+                self.setup.train_options,
+                n_groups=c.rollout.n_groups,
+                group_size=c.rollout.group_size,
+                backend=c.env.backend,
+                envs_per_actor=c.env.envs_per_actor,
+                ray_address=c.env.ray_address,
+            )
+        return self._pool
+
+    def _settings(self, temperature: float) -> RolloutSettings:
+        r = self.config.rollout
+        return RolloutSettings(self.setup.name, r.history_length, temperature, r.action_mode,
+                               length_normalize=r.choose_score == "mean")
+
+    # -- one iteration ----------------------------------------------------------------------
+    def sample_tasks(self) -> List[Any]:
+        """K training tasks, distinct when the split has enough."""
+        k, tasks = self.config.rollout.n_groups, self.setup.train_tasks
+        if k <= len(tasks):
+            return self.task_rng.sample(tasks, k)
+        return [self.task_rng.choice(tasks) for _ in range(k)]
+
+    def iteration(self, index: int) -> Dict[str, float]:
+        """Collect, estimate advantages, update; returns the iteration's metrics."""
+        c = self.config
+        timings = Timings()
+        start = time.perf_counter()
+        settings = self._settings(c.rollout.temperature)
+        self.policy.model.eval()
+        with timings("rollout"):
+            rollout = collect(self._train_pool(), self.policy, self.sample_tasks(), settings, self.generator)
+        metrics = rollout_metrics(rollout, "train")
+        steps = rollout.trained_steps()
+        if not steps:
+            logger.warning("iteration %d: every episode aborted; no update", index)
+            metrics.update(timings.metrics(time.perf_counter() - start))
+            return metrics
+        with timings("adv"):
+            result = compute_advantages(rollout.step_batch(), c.advantage)
+        advantages = torch.from_numpy(result.advantages).float()
+        sequences = Sequences([s.prompt_ids for s in steps], [s.response_ids for s in steps])
+        old = None
+        if c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
+            with timings("old_logprob"):
+                old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size)
+        ref = None
+        if self.reference is not None:
+            with timings("ref_logprob"):
+                ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
+        with timings("update"):
+            update_stats = ppo_update(self.policy, self.optimizer, sequences, advantages, old, ref, c.optim, self.generator)
+        total = time.perf_counter() - start
+        metrics.update({metric_key("actor", k): v for k, v in update_stats.items()})
+        metrics.update({metric_key("adv", k): v for k, v in result.diagnostics.items()})
+        metrics["adv/mean"] = float(advantages.mean())
+        metrics["adv/abs_mean"] = float(advantages.abs().mean())
+        metrics["batch/steps"] = float(len(steps))
+        metrics["batch/response_tokens"] = float(sum(len(s.response_ids) for s in steps))
+        metrics["batch/prompt_tokens_mean"] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
+        if "train/score" in metrics:
+            metrics["webshop/score"] = metrics["train/score"]
+        metrics.update(timings.metrics(total))
+        metrics["timing/iteration_s"] = total
+        self._status = f"success {metrics.get('train/success', 0.0):.2f}  {total:.1f}s/it"
+        return metrics
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self) -> Dict[str, float]:
+        """One episode per eval task at the eval temperature; success overall and per category."""
+        c = self.config
+        tasks = self.setup.eval_tasks
+        if not tasks:
+            return {}
+        settings = self._settings(c.eval.temperature)
+        generator = torch.Generator().manual_seed(c.run.seed + 1)  # same episodes at every evaluation
+        batch = min(c.eval.batch, len(tasks))
+        merged = Rollout()
+        self.policy.model.eval()
+        start = time.perf_counter()
+        with envs.EnvPool(self.setup.name, self.setup.eval_options, n_groups=batch, group_size=1) as pool:
+            for first in range(0, len(tasks), batch):
+                chunk = list(tasks[first : first + batch])
+                padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
+                part = collect(pool, self.policy, padded, settings, generator, traj_offset=first)
+                merged.episodes.extend(part.episodes[: len(chunk)])
+        metrics = rollout_metrics(merged, "val")
+        metrics["timing/eval_s"] = time.perf_counter() - start
+        return metrics
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        c = self.config
+        result = TrainResult(self.run_dir, self.start_iteration)
+        status = "FAILED"
+        try:
+            if self.start_iteration == 0:
+                self.tracker.log_params(c.to_dict())
+                self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind})
+            if c.eval.at_start and self.start_iteration == 0:
+                self._log_eval(result, 0)
+            for index in self._iterations():
+                metrics = self.iteration(index)
+                step = index + 1
+                result.history.append(metrics)
+                self.tracker.log_metrics(metrics, step=step)
+                result.iterations = step
+                last = step == c.run.iterations
+                if (c.eval.every and step % c.eval.every == 0) or last:
+                    self._log_eval(result, step)
+                if (c.run.save_every and step % c.run.save_every == 0) or last:
+                    result.checkpoint = self.save(step)
+            if c.run.iterations == 0 or self.start_iteration >= c.run.iterations:
+                self._log_eval(result, self.start_iteration)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self.close(status)
+        (self.run_dir / "summary.json").write_text(json.dumps(
+            {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
+             "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
+        return result
+
+    def _iterations(self):
+        indices = range(self.start_iteration, self.config.run.iterations)
+        if not self.progress:
+            yield from indices
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[status]}"))
+        with Progress(*columns) as bar:
+            task = bar.add_task("train", total=self.config.run.iterations, completed=self.start_iteration, status="")
+            for index in indices:
+                yield index
+                bar.update(task, advance=1, status=self._status)
+
+    def _log_eval(self, result: TrainResult, step: int) -> None:
+        metrics = self.evaluate()
+        if metrics:
+            result.evaluations.append({"step": float(step), **metrics})
+            self.tracker.log_metrics(metrics, step=step)
+            logger.info("eval at %d: success %.3f", step, metrics.get("val/success", float("nan")))
+
+    def save(self, step: int) -> Path:
+        folder = save_checkpoint(
+            self.run_dir / "checkpoints", step, self.policy, self.optimizer, self.generator, self.task_rng, self.config
+        )
+        kept = sorted((self.run_dir / "checkpoints").glob("iter_*"))
+        for old in kept[: -self.config.run.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self.tracker.close(status)
+
+
+def _resume_path(resume: Optional[str]) -> Optional[Path]:
+    if not resume:
+        return None
+    path = Path(resume)
+    if (path / "trainer_state.pt").is_file():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(f"run.resume: no checkpoint in {path} (expected trainer_state.pt or checkpoints/iter_*)")
+    return found
+
+
+def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
+    return model.model_copy(update={"kind": "hf", "path": str(folder), "gguf_file": None})
+
+
+def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True) -> TrainResult:
+    """Run a whole training job; see :class:`Trainer`."""
+    return Trainer(config, tracker, progress).run()
+
+
+__all__ = ["EnvSetup", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
+

@@ -1,0 +1,351 @@
+"""Policy: prompts, candidate choice, free generation, token log-probs for training, and save / load."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from proxmo.policy import Choice, ModelConfig, Policy
+from proxmo.policy import policy as policy_module
+
+from .conftest import CORPUS, SMALL
+
+CANDIDATES = [
+    ["go to cabinet 1", "look", "take apple 1 from countertop 2", ""],
+    ["open fridge 1"],
+    ["inventory", "go to countertop 2", "examine mug 3", "put apple 1 in/on fridge 1", "x"],
+]
+
+
+def prompts_of(policy, lengths=(3, 40, 12)):
+    return [policy.encode_prompt(" ".join(CORPUS)[: 10 * n]) for n in lengths]
+
+
+def reference_logprobs(policy, prompt, response, temperature=1.0):
+    """Log-probs of ``response`` from one plain forward pass over prompt + response (no padding, no cache)."""
+    ids = torch.tensor([prompt + response])
+    logits = policy.model(input_ids=ids, use_cache=False).logits[0].float() / temperature
+    logp = F.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+    return logp.gather(-1, torch.tensor(response)[:, None]).squeeze(-1), -(logp.exp() * logp).sum(-1)
+
+
+# --------------------------------------------------------------------- encoding
+
+
+def test_prompt_uses_the_chat_template(policy):
+    ids = policy.encode_prompt("go to cabinet 1")
+    assert policy.tokenizer.decode(ids) == "<|im_start|>user\ngo to cabinet 1<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_long_prompts_lose_their_start_not_their_end(policy):
+    short = Policy(policy.model, policy.tokenizer, policy.config.model_copy(update={"max_prompt_tokens": 12}))
+    full = policy.encode_prompt(" ".join(CORPUS))
+    cut = short.encode_prompt(" ".join(CORPUS))
+    assert len(full) > 12 and cut == full[-12:]
+    assert short.tokenizer.decode(cut).endswith("<|im_start|>assistant\n")
+
+
+def test_response_ends_with_end_of_turn(policy):
+    ids = policy.encode_response("go to cabinet 1")
+    assert ids[-1] == policy.tokenizer.convert_tokens_to_ids("<|im_end|>") == policy.end_id
+    assert policy.tokenizer.decode(ids[:-1]) == "go to cabinet 1"
+    assert policy.encode_response("") == [policy.end_id]
+
+
+# --------------------------------------------------------------------- choose
+
+
+def test_choice_scores_equal_summed_token_logprobs(policy):
+    prompts = prompts_of(policy)
+    scores = policy.score_candidates(prompts, CANDIDATES)
+    for prompt, actions, score in zip(prompts, CANDIDATES, scores):
+        responses = [policy.encode_response(a) for a in actions]
+        with torch.no_grad():
+            logprobs, _, _ = policy.token_logprobs([prompt] * len(actions), responses)
+        assert score.shape == (len(actions),)
+        torch.testing.assert_close(score, logprobs.sum(-1), atol=1e-4, rtol=0)
+
+
+def test_scores_do_not_depend_on_how_candidates_are_chunked(policy, monkeypatch):
+    prompts = prompts_of(policy)
+    whole = policy.score_candidates(prompts, CANDIDATES)
+    monkeypatch.setattr(policy_module, "CHOOSE_TOKEN_BUDGET", 1)  # one candidate per forward pass
+    for a, b in zip(whole, policy.score_candidates(prompts, CANDIDATES)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_response_format_is_applied_before_scoring(policy):
+    prompts = prompts_of(policy)
+    wrap = lambda action: f"<action>{action}</action>"  # noqa: E731
+    choices = policy.choose(prompts, CANDIDATES, temperature=0.0, response_format=wrap)
+    formatted = policy.score_candidates(prompts, [[wrap(a) for a in c] for c in CANDIDATES])
+    for choice, actions, score in zip(choices, CANDIDATES, formatted):
+        assert choice.index == int(score.argmax())
+        assert choice.text == wrap(actions[choice.index])
+        assert choice.response_ids == policy.encode_response(choice.text)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-8])
+def test_zero_temperature_picks_the_best_candidate(policy, temperature):
+    prompts = prompts_of(policy)
+    scores = policy.score_candidates(prompts, CANDIDATES)
+    for seed in range(3):
+        choices = policy.choose(prompts, CANDIDATES, temperature, torch.Generator().manual_seed(seed))
+        assert [c.index for c in choices] == [int(s.argmax()) for s in scores]
+
+
+def test_sampling_is_reproducible_and_follows_the_softmax(policy):
+    prompt = policy.encode_prompt("You see a cabinet 1.")
+    actions = ["go to cabinet 1", "look", "open fridge 1", "x"]
+    n = 200
+
+    def draw(seed):
+        choices = policy.choose([prompt] * n, [actions] * n, 3.0, torch.Generator().manual_seed(seed))
+        return [c.index for c in choices]
+
+    first = draw(0)
+    assert first == draw(0)
+    assert first != draw(1)
+    expected = torch.softmax(policy.score_candidates([prompt], [actions])[0] / 3.0, dim=0)
+    observed = torch.bincount(torch.tensor(first), minlength=len(actions)).float() / n
+    # Binomial standard error is at most 0.035 for n = 200: about 3.5 sigma.
+    assert (observed - expected).abs().max() < 0.12
+
+
+def test_prompt_without_candidates_is_an_error_naming_it(policy):
+    prompts = prompts_of(policy)
+    with pytest.raises(ValueError, match=r"candidates\[1\]"):
+        policy.choose(prompts, [["look"], [], ["look"]], 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        policy.choose(prompts, CANDIDATES, -1.0)
+    with pytest.raises(ValueError, match=r"prompt_ids\[0\]"):
+        policy.choose([[]], [["look"]], 1.0)
+
+
+def test_acting_leaves_the_training_mode_alone(fresh_policy):
+    fresh_policy.model.train()
+    fresh_policy.choose(prompts_of(fresh_policy), CANDIDATES, 1.0)
+    fresh_policy.generate(prompts_of(fresh_policy), 1.0, max_new_tokens=2)
+    assert fresh_policy.model.training
+
+
+# --------------------------------------------------------------------- token_logprobs
+
+
+def test_token_logprobs_match_a_plain_forward_pass(policy):
+    prompts = prompts_of(policy)
+    responses = [policy.encode_response(a) for a in ("take apple 1 from countertop 2", "look", "")]
+    with torch.no_grad():
+        logprobs, entropy, mask = policy.token_logprobs(prompts, responses, temperature=0.7, with_entropy=True)
+    width = max(map(len, responses))
+    assert logprobs.shape == entropy.shape == mask.shape == (3, width)
+    assert mask.sum(-1).tolist() == [len(r) for r in responses]
+    for row, (prompt, response) in enumerate(zip(prompts, responses)):
+        with torch.no_grad():
+            ref_logp, ref_entropy = reference_logprobs(policy, prompt, response, temperature=0.7)
+        n = len(response)
+        torch.testing.assert_close(logprobs[row, :n], ref_logp, atol=1e-5, rtol=0)
+        torch.testing.assert_close(entropy[row, :n], ref_entropy, atol=1e-5, rtol=0)
+        assert not logprobs[row, n:].any() and not entropy[row, n:].any()
+
+
+def test_token_logprobs_do_not_depend_on_the_rest_of_the_batch(policy):
+    prompt, response = policy.encode_prompt("open fridge 1"), policy.encode_response("take apple 1")
+    others_p = prompts_of(policy, (50, 1, 20))
+    others_r = [policy.encode_response(a) for a in ("go to countertop 2 and look around", "", "x")]
+    with torch.no_grad():
+        alone, alone_h, _ = policy.token_logprobs([prompt], [response], with_entropy=True)
+        batched, batched_h, mask = policy.token_logprobs(
+            others_p[:2] + [prompt] + others_p[2:], others_r[:2] + [response] + others_r[2:], with_entropy=True
+        )
+    n = len(response)
+    torch.testing.assert_close(batched[2, :n], alone[0, :n], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched_h[2, :n], alone_h[0, :n], atol=1e-5, rtol=0)
+    assert torch.isfinite(batched).all() and mask[2].sum() == n
+
+
+def test_gradients_reach_the_embeddings(fresh_policy):
+    prompts = prompts_of(fresh_policy)
+    responses = [fresh_policy.encode_response(a) for a in ("look", "go to cabinet 1", "")]
+    logprobs, entropy, mask = fresh_policy.token_logprobs(prompts, responses, with_entropy=True)
+    ((logprobs + 0.01 * entropy) * mask).sum().backward()
+    grad = fresh_policy.model.get_input_embeddings().weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_gives_the_same_values_and_gradients():
+    def run(checkpointing):
+        policy = Policy.from_config(ModelConfig(**SMALL, gradient_checkpointing=checkpointing), CORPUS)
+        policy.model.train()
+        logprobs, _, _ = policy.token_logprobs(prompts_of(policy), [policy.encode_response("look")] * 3)
+        logprobs.sum().backward()
+        return logprobs.detach(), policy.model.get_input_embeddings().weight.grad
+
+    (a, grad_a), (b, grad_b) = run(False), run(True)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(grad_a, grad_b)
+
+
+# --------------------------------------------------------------------- generate
+
+
+def test_generation_is_reproducible_and_capped(policy):
+    prompts = prompts_of(policy)
+    first = policy.generate(prompts, 1.0, torch.Generator().manual_seed(0), max_new_tokens=6)
+    assert first == policy.generate(prompts, 1.0, torch.Generator().manual_seed(0), max_new_tokens=6)
+    assert first != policy.generate(prompts, 1.0, torch.Generator().manual_seed(1), max_new_tokens=6)
+    for choice in first:
+        assert choice.index == -1 and 1 <= len(choice.response_ids) <= 6
+        assert choice.text == policy.tokenizer.decode(choice.response_ids, skip_special_tokens=True)
+    default_cap = policy.generate(prompts[:1], 1.0, torch.Generator().manual_seed(0))[0]
+    assert len(default_cap.response_ids) <= policy.config.max_response_tokens
+
+
+def test_greedy_generation_does_not_depend_on_left_padding(policy):
+    prompts = prompts_of(policy)
+    together = policy.generate(prompts, 0.0, max_new_tokens=8)
+    alone = [policy.generate([p], 0.0, max_new_tokens=8)[0] for p in prompts]
+    assert together == alone
+
+
+def test_a_trained_policy_stops_at_end_of_turn(fresh_policy):
+    """A few gradient steps on token_logprobs teach two responses; greedy decoding then ends at <|im_end|>."""
+    policy = fresh_policy
+    prompts = [policy.encode_prompt("Your task is to: look."), policy.encode_prompt("Your task is to: examine.")]
+    targets = [policy.encode_response("look"), policy.encode_response("examine the mug 3 closely")]
+    optimizer = torch.optim.Adam(policy.model.parameters(), lr=1e-2)
+    for _ in range(60):
+        logprobs, _, mask = policy.token_logprobs(prompts, targets)
+        loss = -(logprobs * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05
+    choices = policy.generate(prompts, 0.0, max_new_tokens=40)
+    assert [c.response_ids for c in choices] == targets
+    assert [c.text for c in choices] == ["look", "examine the mug 3 closely"]
+    # The short row stops at its end of turn while the long one is cut at the cap, without an end token.
+    cap = len(targets[0]) + 2
+    capped = policy.generate(prompts, 0.0, max_new_tokens=cap)
+    assert [c.response_ids for c in capped] == [targets[0], targets[1][:cap]]
+    assert policy.choose(prompts[:1], [["examine the mug 3 closely", "look"]], 0.0) == [Choice(1, "look", targets[0])]
+
+
+def test_generation_rejects_bad_arguments(policy):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        policy.generate(prompts_of(policy), 1.0, max_new_tokens=0)
+    with pytest.raises(ValueError, match=r"prompt_ids\[1\]"):
+        policy.generate([[1, 2], []], 1.0)
+
+
+# --------------------------------------------------------------------- model building and persistence
+
+
+def test_tiny_model_is_seeded_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = Policy.from_config(ModelConfig(**SMALL, seed=3), CORPUS)
+    assert torch.equal(state, torch.random.get_rng_state())
+    b = Policy.from_config(ModelConfig(**SMALL, seed=3), CORPUS)
+    c = Policy.from_config(ModelConfig(**SMALL, seed=4), CORPUS)
+    wa, wb, wc = (p.model.get_input_embeddings().weight for p in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+    assert a.model.config.vocab_size == len(a.tokenizer)
+    assert a.model.config.tie_word_embeddings and a.model.config.use_cache
+    assert a.parameters_count() == sum(p.numel() for p in a.model.parameters())
+    assert a.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_bfloat16_tiny_model_runs():
+    policy = Policy.from_config(ModelConfig(**SMALL, dtype="bfloat16", device="cpu"), CORPUS)
+    assert policy.model.dtype == torch.bfloat16
+    logprobs, _, _ = policy.token_logprobs(prompts_of(policy), [policy.encode_response("look")] * 3)
+    assert logprobs.dtype == torch.float32 and torch.isfinite(logprobs).all()
+
+
+def test_saved_policy_loads_back_as_hf_with_identical_logits(policy, tmp_path):
+    policy.save(tmp_path / "ckpt")
+    loaded = Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path / "ckpt"), device="cpu"))
+    assert (tmp_path / "ckpt" / "model.safetensors").exists()
+    ids = torch.tensor([policy.encode_prompt("go to cabinet 1") + policy.encode_response("look")])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(ids).logits, policy.model(ids).logits, atol=0, rtol=0)
+    assert loaded.encode_prompt("go to cabinet 1") == policy.encode_prompt("go to cabinet 1")
+    assert loaded.end_id == policy.end_id and loaded.pad_id == policy.pad_id
+    assert loaded.tokenizer.decode(loaded.encode_response("héllo 🤖")) == "héllo 🤖<|im_end|>"
+
+
+@pytest.mark.parametrize(
+    "fields,error",
+    [
+        (dict(kind="hf", path="/no/such/folder"), FileNotFoundError),
+        (dict(kind="gguf", path="/no/such/model.gguf"), FileNotFoundError),
+        (dict(kind="gguf", path="/no/such/folder", gguf_file="model.gguf"), FileNotFoundError),
+        (dict(kind="gguf", path="/tmp"), ValueError),
+        (dict(kind="hf", path="someone/no-such-model"), FileNotFoundError),  # the tests run with the hub offline
+    ],
+)
+def test_missing_checkpoints_name_model_path(fields, error):
+    with pytest.raises(error, match="model.path"):
+        Policy.from_config(ModelConfig(**fields))
+
+
+def test_hf_path_to_a_file_is_an_error(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="model.path"):
+        Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path / "weights.bin")))
+
+
+def plain_checkpoint(folder):
+    """A checkpoint whose tokenizer is not ChatML: eos '</s>', no pad token, no chat template."""
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(CORPUS, trainer=trainer)
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>")
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def test_hf_checkpoint_without_chatml_pad_or_template(tmp_path):
+    plain_checkpoint(tmp_path)
+    policy = Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path), device="cpu"))
+    eos = policy.tokenizer.convert_tokens_to_ids("</s>")
+    assert policy.end_id == eos and policy.tokenizer.pad_token_id == eos and eos in policy.stop_ids
+    assert policy.encode_prompt("go to cabinet 1") == policy.tokenizer("go to cabinet 1")["input_ids"]
+    assert policy.encode_response("look")[-1] == eos
+    prompts = [policy.encode_prompt("go to cabinet 1"), policy.encode_prompt("look")]
+    choices = policy.choose(prompts, [["look", "open fridge 1"]] * 2, 1.0, torch.Generator().manual_seed(0))
+    assert all(c.response_ids[-1] == eos for c in choices)
+    for choice in policy.generate(prompts, 1.0, torch.Generator().manual_seed(0), max_new_tokens=5):
+        assert eos not in choice.response_ids[:-1]
+
+
+def test_generation_in_row_chunks_matches_one_batch_when_greedy(policy, monkeypatch):
+    prompts = prompts_of(policy)
+    whole = policy.generate(prompts, 0.0, max_new_tokens=5)
+    monkeypatch.setattr(policy_module, "GENERATE_TOKEN_BUDGET", 1)  # one prompt per decoding batch
+    assert policy.generate(prompts, 0.0, max_new_tokens=5) == whole
+    assert policy.generate([], 1.0) == []
+
+
+def test_length_normalised_choice_ranks_by_mean_token_logprob(policy):
+    prompt = policy.encode_prompt("Your task is to: put a clean apple in the fridge.")
+    candidates = ["go", "take apple 1 from countertop 2 and open fridge 1"]
+    [scores] = policy.score_candidates([prompt], [candidates])
+    lengths = torch.tensor([len(policy.encode_response(c)) for c in candidates], dtype=scores.dtype)
+    best_mean = int(torch.argmax(scores / lengths))
+    [greedy] = policy.choose([prompt], [candidates], temperature=0.0, length_normalize=True)
+    assert greedy.index == best_mean
+    # an untrained model's summed log-probs favour the short action by orders of magnitude
+    assert scores[0] - scores[1] > 10

@@ -1,0 +1,64 @@
+"""TrainConfig: reference defaults, presets, dotted overrides and errors that name the field."""
+
+from pathlib import Path
+
+import pytest
+
+from proxmo.train.config import ConfigError, TrainConfig, apply_overrides, load_config
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def test_defaults_are_the_reference_settings():
+    config = TrainConfig()
+    assert (config.rollout.group_size, config.rollout.n_groups, config.rollout.history_length) == (8, 16, 2)
+    assert (config.rollout.temperature, config.eval.temperature) == (1.0, 0.4)
+    o = config.optim
+    assert (o.lr, o.clip_low, o.clip_high, o.dual_clip, o.kl_coef, o.entropy_coef) == (1e-6, 0.2, 0.2, 3.0, 0.01, 0.001)
+    assert (o.grad_clip, o.weight_decay, o.ppo_epochs, o.loss_agg) == (1.0, 0.01, 1, "token-mean")
+    assert config.advantage.estimator == "proxmo" and config.advantage.invalid_penalty == 0.1
+
+
+def test_environment_defaults_fill_in_and_user_options_win():
+    webshop = TrainConfig.model_validate({"env": {"name": "webshop", "options": {"num_products": 500}}})
+    assert webshop.env.eval_split == "test"
+    assert webshop.env.options == {"num_products": 500, "show_instruction": False}
+    assert TrainConfig().env.eval_split == "valid_unseen"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_preset_loads(preset):
+    config = load_config(CONFIGS / preset)
+    assert config.env.name in preset
+
+
+def test_overrides_parse_yaml_values_and_create_sections():
+    data = apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr=1e-4", "run.name=abc", "eval.at_start=true"])
+    assert data == {"optim": {"lr": 1e-4}, "run": {"name": "abc"}, "eval": {"at_start": True}}
+    config = load_config(CONFIGS / "webshop_demo.yaml", ["advantage.estimator=gigpo", "rollout.group_size=2"])
+    assert config.advantage.estimator == "gigpo" and config.rollout.group_size == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["optim.lr=-1"], "optim.lr"),
+        (["rollout.action_mode=think"], "rollout.action_mode"),
+        (["optim.lrr=1"], "optim.lrr"),
+        (["model.kind=hf"], "model"),
+        (["advantage.temperature=0"], "advantage.temperature"),
+        (["optim.dual_clip=1"], "optim.dual_clip"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(overrides, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(None, overrides)
+
+
+def test_bad_override_syntax_and_missing_file():
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config(None, ["optim.lr"])
+    with pytest.raises(ConfigError, match="is a value"):
+        load_config(None, ["optim.lr=1", "optim.lr.x=2"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("no/such/file.yaml")

@@ -1,0 +1,269 @@
+"""Tests of the trackers: JSONL files, a real MLflow sqlite store, fan-out, param flattening and name checks."""
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from proxmo.train.tracking import (
+    JsonlTracker,
+    MlflowTracker,
+    MultiTracker,
+    NullTracker,
+    Tracker,
+    check_metric_name,
+    flatten_params,
+    make_tracker,
+    read_metrics,
+)
+
+
+# --- flattening and validation ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Optim:
+    lr: float = 1e-6
+    betas: tuple = (0.9, 0.999)
+
+
+def test_flatten_params():
+    flat = flatten_params({
+        "optim": {"lr": 1e-6, "betas": [0.9, 0.999], "sched": {"kind": "constant"}},
+        "seed": 0, "bf16": True, "empty": {}, "none": None, "data": _Optim(),
+    })
+    assert flat == {
+        "optim.lr": "1e-06", "optim.betas": "[0.9, 0.999]", "optim.sched.kind": "constant",
+        "seed": "0", "bf16": "True", "empty": "{}", "none": "None",
+        "data.lr": "1e-06", "data.betas": "[0.9, 0.999]",
+    }
+    assert flatten_params({"lr": 1}, prefix="optim") == {"optim.lr": "1"}
+
+
+def test_long_param_values_are_truncated_with_a_marker():
+    value = flatten_params({"prompt": "x" * 7000})["prompt"]
+    assert len(value) == 6000 and value.endswith("...[truncated]")
+    assert flatten_params({"ok": "y" * 6000})["ok"] == "y" * 6000
+
+
+@pytest.mark.parametrize("name", ["loss", "train/loss", "val/success rate", "a-b_c.d", "x/0"])
+def test_good_metric_names(name):
+    assert check_metric_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["acc:val", "loss%", "é", "", "a//b", "/loss", "../x", "a/", ".", "a/./b", "x" * 251])
+def test_bad_metric_names_are_named(name):
+    with pytest.raises(ValueError, match="metric"):
+        check_metric_name(name)
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(None, "'loss': value is None"), ("0.5", "not a number"), (True, "bool"), ([1.0, 2.0], "not a number")],
+)
+def test_bad_metric_values_are_named(tmp_path, value, match):
+    tracker = JsonlTracker(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        tracker.log_metrics({"loss": value}, step=0)
+    with pytest.raises(ValueError, match="step"):
+        tracker.log_metrics({"loss": 1.0}, step=1.5)
+    assert read_metrics(tmp_path) == []  # nothing half-written
+
+
+# --- JSONL --------------------------------------------------------------------------------------
+
+
+def test_jsonl_round_trip(tmp_path):
+    import numpy as np
+    import torch
+
+    folder = tmp_path / "run"
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "weights.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "notes.txt").write_text("hello")
+
+    with JsonlTracker(folder) as tracker:
+        assert isinstance(tracker, Tracker)
+        tracker.log_params({"optim": {"lr": 1e-6}, "estimator": "proxmo"})
+        tracker.log_params({"seed": 1})
+        tracker.set_tags({"task": "alfworld"})
+        tracker.log_metrics({"train/loss": 0.5, "n": 3, "np": np.float32(0.25), "t": torch.tensor(2.0)}, step=1)
+        tracker.log_metrics({"train/loss": float("nan"), "kl": float("inf")}, step=2)
+        tracker.log_artifact(tmp_path / "notes.txt")
+        tracker.log_artifact(tmp_path / "ckpt", artifact_path="model/last")
+        with pytest.raises(FileNotFoundError, match="missing.txt"):
+            tracker.log_artifact(tmp_path / "missing.txt")
+        with pytest.raises(ValueError, match="artifact_path"):
+            tracker.log_artifact(tmp_path / "notes.txt", artifact_path="../outside")
+
+    assert json.loads((folder / "params.json").read_text()) == {
+        "optim.lr": "1e-06", "estimator": "proxmo", "seed": "1"}
+    assert json.loads((folder / "tags.json").read_text()) == {"task": "alfworld"}
+    assert json.loads((folder / "status.json").read_text())["status"] == "FINISHED"
+    assert (folder / "artifacts" / "notes.txt").read_text() == "hello"
+    assert (folder / "artifacts" / "model" / "last" / "ckpt" / "weights.bin").read_bytes() == b"\x00\x01"
+
+    records = read_metrics(folder)
+    assert [r["step"] for r in records] == [1, 2]
+    assert records[0]["metrics"] == {"train/loss": 0.5, "n": 3.0, "np": 0.25, "t": 2.0}
+    assert math.isnan(records[1]["metrics"]["train/loss"]) and records[1]["metrics"]["kl"] == math.inf
+    assert all(isinstance(r["time"], float) for r in records)
+
+
+def test_jsonl_failed_status_and_cut_off_last_line(tmp_path):
+    with pytest.raises(RuntimeError):
+        with JsonlTracker(tmp_path) as tracker:
+            tracker.log_metrics({"loss": 1.0}, step=0)
+            raise RuntimeError("boom")
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "FAILED"
+    with open(tmp_path / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 1, "ti')  # the job died mid-write
+    assert [r["step"] for r in read_metrics(tmp_path)] == [0]
+    with pytest.raises(ValueError, match="status"):
+        tracker.close("DONE")
+
+
+def test_jsonl_tracking_does_not_import_mlflow(tmp_path):
+    # The job runs where mlflow is not installed: importing and using the JSONL path must not need it.
+    code = (
+        "import sys; from proxmo.train.tracking import make_tracker; "
+        "t = make_tracker('jsonl', sys.argv[1], 'e', 'r'); t.log_metrics({'loss': 1.0}, step=0); t.close(); "
+        "assert 'mlflow' not in sys.modules, 'mlflow was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+
+
+# --- fan-out and factory ------------------------------------------------------------------------
+
+
+class _Broken:
+    def __init__(self):
+        self.closed_with = None
+
+    def log_metrics(self, metrics, step):
+        raise ConnectionError("server down")
+
+    def close(self, status="FINISHED"):
+        self.closed_with = status
+        raise ConnectionError("server down")
+
+
+def test_multi_tracker_calls_everyone_and_raises_the_first_error(tmp_path):
+    broken = _Broken()
+    jsonl = JsonlTracker(tmp_path)
+    multi = MultiTracker(broken, jsonl)
+    with pytest.raises(ConnectionError):
+        multi.log_metrics({"loss": 1.0}, step=0)
+    assert len(read_metrics(tmp_path)) == 1
+    with pytest.raises(ConnectionError):
+        multi.close("KILLED")
+    assert broken.closed_with == "KILLED"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "KILLED"
+
+
+def test_make_tracker_kinds(tmp_path):
+    assert isinstance(make_tracker("jsonl", tmp_path / "j", "e", "r"), JsonlTracker)
+    null = make_tracker("none", tmp_path / "n", "e", "r")
+    assert isinstance(null, NullTracker) and isinstance(null, Tracker)
+    null.log_metrics({"loss": 1.0}, step=0)
+    with pytest.raises(ValueError, match="metric name 'bad:name'"):
+        null.log_metrics({"bad:name": 1.0}, step=0)
+    null.close()
+    assert not (tmp_path / "n").exists()
+    with pytest.raises(ValueError, match="jsonl.*mlflow.*both.*none"):
+        make_tracker("wandb", tmp_path, "e", "r")
+
+
+# --- MLflow, one real sqlite store shared by the tests below -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite tracking URI in a fresh folder, migrated once, with the CWD moved to an empty folder."""
+    root = tmp_path_factory.mktemp("mlflow")
+    cwd = root / "cwd"
+    cwd.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)  # before the first connection: MLflow's defaults point under the CWD
+        uri = f"sqlite:///{root}/db/mlflow.db"
+        with warnings.catch_warnings():
+            # Raised inside MLflow's own SQLAlchemy set-up: nothing to act on here.
+            warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
+            MlflowTracker("warm-up", tracking_uri=uri).close()
+        yield {"root": root, "uri": uri, "cwd": cwd}
+    assert list(cwd.iterdir()) == []
+
+
+@pytest.fixture
+def in_cwd(store, monkeypatch):
+    monkeypatch.chdir(store["cwd"])
+    yield store
+    assert list(store["cwd"].iterdir()) == [], "MLflow wrote under the working directory"
+
+
+def test_mlflow_params_metrics_artifacts(in_cwd, tmp_path):
+    uri, root = in_cwd["uri"], in_cwd["root"]
+    (tmp_path / "report.txt").write_text("ok")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+
+    tracker = MlflowTracker("train", run_name="proxmo-seed0", tracking_uri=uri, tags={"task": "alfworld"})
+    assert isinstance(tracker, Tracker)
+    many = {f"p{i}": i for i in range(150)}  # more than one log_batch can take
+    tracker.log_params({"optim": {"lr": 1e-6, "betas": [0.9, 0.999]}, "long": "x" * 7000, **many})
+    for step in range(3):
+        tracker.log_metrics({"train/loss": 1.0 / (step + 1), "kl": float("nan") if step == 2 else 0.1}, step=step)
+    tracker.set_tags({"estimator": "proxmo"})
+    tracker.log_artifact(tmp_path / "report.txt", artifact_path="reports")
+    tracker.log_artifact(tmp_path / "ckpt")
+    tracker.close()
+
+    client = tracker.client
+    run = client.get_run(tracker.run_id)
+    assert run.info.experiment_id == tracker.experiment_id
+    assert client.get_experiment_by_name("train").experiment_id == tracker.experiment_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optim.lr"] == "1e-06" and run.data.params["optim.betas"] == "[0.9, 0.999]"
+    assert len(run.data.params["long"]) == 6000 and run.data.params["p149"] == "149"
+    assert run.data.tags["mlflow.runName"] == "proxmo-seed0"
+    assert run.data.tags["task"] == "alfworld" and run.data.tags["estimator"] == "proxmo"
+    history = client.get_metric_history(tracker.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    assert all(m.timestamp > 1e12 for m in history)  # milliseconds
+    assert math.isnan(run.data.metrics["kl"])
+
+    run_artifacts = root / "db" / "artifacts" / tracker.run_id / "artifacts"
+    assert (run_artifacts / "reports" / "report.txt").read_text() == "ok"
+    assert (run_artifacts / "ckpt" / "config.json").exists()
+    assert {a.path for a in client.list_artifacts(tracker.run_id)} == {"reports", "ckpt"}
+
+
+def test_mlflow_nested_run_and_failed_status(in_cwd):
+    parent = MlflowTracker("sweep", run_name="study", tracking_uri=in_cwd["uri"])
+    with pytest.raises(RuntimeError):
+        with MlflowTracker("sweep", run_name="trial-0", tracking_uri=in_cwd["uri"],
+                           parent_run_id=parent.run_id) as child:
+            raise RuntimeError("diverged")
+    parent.close("KILLED")
+    child_run = child.client.get_run(child.run_id)
+    assert child_run.data.tags["mlflow.parentRunId"] == parent.run_id
+    assert child_run.info.status == "FAILED"
+    assert child.client.get_run(parent.run_id).info.status == "KILLED"
+    assert child.experiment_id == parent.experiment_id
+    with pytest.raises(Exception):
+        MlflowTracker("sweep", tracking_uri=in_cwd["uri"], parent_run_id="0" * 32)
+
+
+def test_make_tracker_both(in_cwd, tmp_path):
+    tracker = make_tracker("both", tmp_path / "run", "both", "r", tracking_uri=in_cwd["uri"])
+    assert isinstance(tracker, MultiTracker)
+    tracker.log_metrics({"loss": 2.0}, step=5)
+    tracker.close("FAILED")
+    jsonl, mlflow_tracker = tracker.trackers
+    assert read_metrics(tmp_path / "run")[0]["metrics"] == {"loss": 2.0}
+    assert mlflow_tracker.client.get_run(mlflow_tracker.run_id).info.status == "FAILED"
+    assert mlflow_tracker.client.get_metric_history(mlflow_tracker.run_id, "loss")[0].step == 5
