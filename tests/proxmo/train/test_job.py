@@ -1,0 +1,112 @@
+"""The training job through its real entry points, with tiny budgets: WebShop and ALFWorld, resume, CLI."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import envs.alfworld
+from proxmo.cli import app
+from proxmo.train.__main__ import main as module_main
+from proxmo.train.config import build_config
+from proxmo.train.job import train
+from proxmo.train.tracking import read_metrics
+
+TINY = {"kind": "tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 320, "max_prompt_tokens": 384}
+FIXTURES = str(Path(envs.alfworld.__file__).parent / "fixtures")
+
+
+def _webshop(tmp_path, **run):
+    return {
+        "env": {"name": "webshop", "options": {"num_products": 300, "num_goals": 700, "max_steps": 4, "reward_mode": "score"}},
+        "model": TINY,
+        "rollout": {"n_groups": 2, "group_size": 2, "action_mode": "choose"},
+        "optim": {"lr": 1e-3, "micro_batch_size": 8},
+        "eval": {"every": 1, "tasks": 4, "batch": 4},
+        "run": {"iterations": 2, "output_dir": str(tmp_path / "runs"), "name": "ws", "tracker": "jsonl", **run},
+    }
+
+
+def _alfworld(tmp_path, name, **rollout):
+    return {
+        "env": {"name": "alfworld", "options": {"data": FIXTURES}},
+        "model": {**TINY, "max_response_tokens": 6},
+        "rollout": {"n_groups": 2, "group_size": 2, "max_steps": 3, **rollout},
+        "optim": {"lr": 1e-3, "micro_batch_size": 8},
+        "eval": {"every": 0},
+        "run": {"iterations": 1, "output_dir": str(tmp_path / "runs"), "name": name, "tracker": "jsonl"},
+    }
+
+
+def _by_step(run_dir):
+    merged = {}
+    for record in read_metrics(run_dir):
+        merged.setdefault(record["step"], {}).update(record["metrics"])
+    return merged
+
+
+def test_webshop_job_trains_evaluates_checkpoints_and_resumes(tmp_path):
+    result = train(build_config(_webshop(tmp_path, tracker="both")), progress=False)
+    assert result.iterations == 2 and result.checkpoint.name == "iter_000002"
+    assert (result.checkpoint / "model" / "model.safetensors").is_file()
+    assert (result.checkpoint / "trainer_state.pt").is_file()
+    metrics = _by_step(result.run_dir)
+    for key in ("train/success", "train/score", "webshop/score", "actor/pg_loss", "actor/grad_norm", "adv/success_rate_mean",
+                "timing/rollout_s", "timing/adv_s", "timing/update_s", "val/success", "val/score", "batch/steps"):
+        assert key in metrics[2], key
+    assert any(key.startswith("val/success/") for key in metrics[1])
+    assert metrics[2]["train/episodes"] == 4 and metrics[2]["val/episodes"] == 4
+    assert 0.0 <= metrics[2]["val/score"] <= 1.0
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["iterations"] == 2 and "val/success" in summary["final_eval"]
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    [run] = client.search_runs([client.get_experiment_by_name("proxmo").experiment_id], "tags.mlflow.runName = 'ws'")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["advantage.estimator"] == "proxmo"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/success")] == [1, 2]
+
+    resumed = train(build_config(_webshop(tmp_path, iterations=3, resume=str(result.run_dir))), progress=False)
+    assert resumed.run_dir == result.run_dir and resumed.iterations == 3
+    assert sorted(_by_step(result.run_dir)) == [1, 2, 3]
+    assert (result.run_dir / "checkpoints" / "iter_000003").is_dir()
+
+
+def test_alfworld_job_is_reproducible_and_reports_every_category(tmp_path):
+    first = train(build_config(_alfworld(tmp_path, "a", action_mode="choose")), progress=False)
+    second = train(build_config(_alfworld(tmp_path, "b", action_mode="choose")), progress=False)
+    m1, m2 = _by_step(first.run_dir)[1], _by_step(second.run_dir)[1]
+    same = [k for k in m1 if not k.startswith("timing/")]
+    assert {k: m1[k] for k in same} == {k: m2[k] for k in same}
+    categories = {k.split("/")[-1] for k in m1 if k.startswith("val/success/")}
+    assert categories == {"Pick", "Look", "Clean", "Heat", "Cool", "Pick2"}
+    assert m1["val/episodes"] == 6 and m1["train/episodes"] == 4
+
+
+def test_generate_mode_with_reference_kl_flags_format_errors(tmp_path):
+    result = train(build_config(_alfworld(tmp_path, "g", action_mode="generate")), progress=False)
+    metrics = _by_step(result.run_dir)[1]
+    # an untrained model cannot write <think>..</think><action>..</action>: every step is invalid
+    assert metrics["train/invalid_rate"] == 1.0
+    assert "timing/ref_logprob_s" in metrics and metrics["actor/kl"] >= 0.0
+    assert (result.run_dir / "reference" / "model.safetensors").is_file()
+
+
+def test_cli_shows_the_resolved_config_and_rejects_bad_values():
+    runner = CliRunner()
+    shown = runner.invoke(app, ["train", "configs/webshop_demo.yaml", "optim.lr=0.5", "--show-config"])
+    assert shown.exit_code == 0, shown.output
+    assert "optim.lr = 0.5" in shown.output and "env.name = 'webshop'" in shown.output
+    bad = runner.invoke(app, ["train", "rollout.group_size=0"])
+    assert bad.exit_code == 2 and "rollout.group_size" in bad.output
+    assert module_main(["optim.kl_coef=-1"]) == 2
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[3])
+    assert os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:")
