@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --constraint requirements.lock --editable '.[dev]'
 	@touch $(STAMP)
 
-# The main job: the tiny demo model trained on WebShop on the CPU (about 5 minutes).
+# The main job: the tiny demo model trained on WebShop on the CPU (about 6 minutes).
 run: setup
 	$(PY) -m proxmo.train configs/webshop_demo.yaml
 

@@ -143,6 +143,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True) -> None:
         self.config = config
         self.progress = progress
+        _quiet_transformers()
         if config.run.device:
             config = config.model_copy(update={"model": config.model.model_copy(update={"device": config.run.device})})
             self.config = config
@@ -366,6 +367,13 @@ class Trainer:
             self._pool.close()
             self._pool = None
         self.tracker.close(status)
+
+
+def _quiet_transformers() -> None:
+    """Saving and loading weights draw progress bars of their own, which break the job's bar."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _resume_path(resume: Optional[str]) -> Optional[Path]:
