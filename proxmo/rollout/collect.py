@@ -221,6 +221,23 @@ def _finish(state: _Slot, info: Dict[str, Any]) -> None:
         step.won = episode.won
 
 
+def _encode_fitting(policy: ActingPolicy, state: _Slot, settings: RolloutSettings, mode: str) -> List[int]:
+    """The step's prompt tokens, dropping the oldest history pairs while the prompt hits the policy's limit.
+
+    The policy cuts an over-long prompt from the left, which would remove the task line first; the
+    history is the part a prompt can best do without.
+    """
+    limit = getattr(getattr(policy, "config", None), "max_prompt_tokens", None)
+    actions = shown_actions(state.admissible, state.memory.task, mode)
+    ids: List[int] = []
+    for history in range(settings.history_length, -1, -1):
+        prompt = render_prompt(settings.env_name, state.memory, state.observation, actions, history, mode)
+        ids = policy.encode_prompt(prompt)
+        if limit is None or len(ids) < limit or not state.memory.history:
+            break
+    return ids
+
+
 def _act(
     policy: ActingPolicy, states: List[_Slot], settings: RolloutSettings, generator: Optional[torch.Generator]
 ) -> List[StepRecord]:
@@ -239,18 +256,7 @@ def _act_chunk(
     candidates = [candidate_actions(s.admissible, s.memory.task) for s in states]
     if mode == "choose" and any(not c for c in candidates):
         mode = "generate"  # nothing to choose from (an environment with no admissible list): write freely
-    prompts = [
-        render_prompt(
-            settings.env_name,
-            s.memory,
-            s.observation,
-            shown_actions(s.admissible, s.memory.task, mode),
-            settings.history_length,
-            mode,
-        )
-        for s in states
-    ]
-    prompt_ids = [policy.encode_prompt(p) for p in prompts]
+    prompt_ids = [_encode_fitting(policy, state, settings, mode) for state in states]
     records = []
     if mode == "choose":
         choices = policy.choose(prompt_ids, candidates, settings.temperature, generator, response_format=format_action,

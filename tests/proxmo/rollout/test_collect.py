@@ -85,3 +85,23 @@ def test_aborted_episodes_and_invalid_format_are_flagged():
     invalid = np.asarray(batch.invalid)
     groups = np.asarray(batch.group)
     assert invalid[groups == 2].all() and not invalid[groups == 0].any()
+
+
+def test_long_prompts_drop_history_before_the_task_line(tiny_policy):
+    from proxmo.rollout.collect import _encode_fitting, _Slot
+    from proxmo.rollout.prompts import EpisodeMemory
+
+    memory = EpisodeMemory("find the blue mug")
+    for i in range(3):
+        memory.remember("go win " * 40, "go")
+    state = _Slot(memory, None, "task 1: start", ["go", "win"])
+    roomy = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": 10**5}))
+    lengths = [len(_encode_fitting(roomy, state, RolloutSettings("toy", history_length=h, action_mode="choose"), "choose"))
+               for h in (0, 1, 2)]
+    assert lengths[0] < lengths[1] < lengths[2]
+    limit = (lengths[1] + lengths[2]) // 2  # room for one history pair, not two
+    tight = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": limit}))
+    ids = _encode_fitting(tight, state, RolloutSettings("toy", history_length=2, action_mode="choose"), "choose")
+    assert len(ids) == lengths[1]
+    text = tiny_policy.tokenizer.decode(ids)
+    assert "find the blue mug" in text and "task 1: start" in text and "[Observation 3:" in text

@@ -110,3 +110,17 @@ def test_cli_shows_the_resolved_config_and_rejects_bad_values():
 def _repo_root(monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[3])
     assert os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:")
+
+
+def test_webshop_job_on_ray_environment_actors(tmp_path):
+    data = _webshop(tmp_path, iterations=1, name="ray")
+    data["env"].update({"backend": "ray", "envs_per_actor": 2})
+    data["eval"] = {"every": 0, "tasks": 2, "batch": 2}
+    result = train(build_config(data), progress=False)
+    metrics = _by_step(result.run_dir)[1]
+    assert metrics["train/episodes"] == 4 and metrics["train/aborted"] == 0
+    assert metrics["val/episodes"] == 2
+
+    import ray
+
+    assert not ray.is_initialized()  # the pool started Ray and shut it down with the run
