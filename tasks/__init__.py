@@ -1,1 +1,1 @@
-"""tasks package."""
+"""Prefect tasks: thin units of orchestrated work around the training job."""

@@ -12,6 +12,7 @@ os.environ.update(
     {
         "PREFECT_HOME": os.path.join(_SANDBOX, "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",  # no log shipping to the temporary server as it stops at exit
         "MLFLOW_TRACKING_URI": "sqlite:///" + os.path.join(_SANDBOX, "mlflow.db"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "RAY_TMPDIR": os.path.join(_SANDBOX, "ray"),

@@ -52,8 +52,8 @@ class EnvConfig(_Section):
     eval_split: Optional[str] = Field(None, description="Split evaluated on (alfworld: valid_unseen, webshop: test).")
     games: GamesConfig = Field(
         default_factory=GamesConfig,
-        description="ALFWorld only: games generated under the run folder when options.data is unset and "
-        "ALFWORLD_DATA is not set.",
+        description="ALFWorld only: games generated under run.output_dir when options.data is unset and "
+        "ALFWORLD_DATA holds no such split.",
     )
     backend: Literal["local", "ray"] = Field("local", description="Environment pool backend.")
     envs_per_actor: int = Field(8, ge=1, description="Environments per Ray actor (backend ray).")

@@ -89,13 +89,26 @@ def generated_games(config: TrainConfig) -> Path:
     return folder
 
 
+def _has_alfworld_data(split: str) -> bool:
+    """Whether ``ALFWORLD_DATA`` holds the split (importing alfworld sets the variable to an empty cache)."""
+    from envs.alfworld.game import split_folder
+
+    if not os.environ.get("ALFWORLD_DATA"):
+        return False
+    try:
+        split_folder(split)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def prepare_env(config: TrainConfig) -> EnvSetup:
     """Resolve the environment options of both splits and list their tasks."""
     name = config.env.name
     options = dict(config.env.options)
     if config.rollout.max_steps is not None:
         options["max_steps"] = config.rollout.max_steps
-    if name == "alfworld" and "data" not in options and not os.environ.get("ALFWORLD_DATA"):
+    if name == "alfworld" and "data" not in options and not _has_alfworld_data(config.env.train_split):
         options["data"] = str(generated_games(config))
     train_options = {**options, "split": config.env.train_split}
     eval_options = {**options, "split": config.env.eval_split}

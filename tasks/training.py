@@ -1,0 +1,111 @@
+"""Prefect tasks around the training job: run it (here or as a Ray task that asks for GPUs) and publish its results."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from envs.alfworld.categories import CATEGORIES
+
+LAUNCHERS = ("local", "ray")
+
+
+def run_job(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """Run one training job from a config dict; answers a JSON-friendly summary."""
+    from proxmo.train.config import build_config
+    from proxmo.train.job import train
+
+    result = train(build_config(dict(config)), progress=False)
+    return {
+        "run_dir": str(result.run_dir),
+        "run_name": result.run_dir.name,
+        "iterations": result.iterations,
+        "env": config.get("env", {}).get("name", "alfworld"),
+        "estimator": config.get("advantage", {}).get("estimator", "proxmo"),
+        "seed": config.get("run", {}).get("seed", 0),
+        "final_eval": result.evaluations[-1] if result.evaluations else {},
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+    }
+
+
+@task(name="train-job")
+def train_job(
+    config: Dict[str, Any],
+    launcher: str = "local",
+    num_gpus: float = 0.0,
+    ray_address: Optional[str] = None,
+) -> Dict[str, Any]:
+    """One training job, in this process (``local``) or as a Ray task asking for ``num_gpus`` (``ray``)."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
+    if launcher == "local":
+        return run_job(config)
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address)
+        else:
+            ray.init(num_cpus=2, include_dashboard=False)
+        started = True
+    try:
+        remote = ray.remote(num_gpus=num_gpus, num_cpus=1, max_retries=0)(run_job)
+        return ray.get(remote.remote(dict(config)))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def results_row(summaries: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """One line of the paper's results table from runs of one method (averaged over their seeds).
+
+    ALFWorld runs fill the per-category success columns and ``All`` (percent); WebShop runs fill
+    ``WS score`` (score x 100) and ``WS succ`` (percent). Columns no run measured stay empty.
+    """
+    columns: Dict[str, List[float]] = {}
+    for summary in summaries:
+        final = summary.get("final_eval", {})
+        if summary.get("env") == "alfworld":
+            for category in CATEGORIES:
+                key = f"val/success/{category}"
+                if key in final:
+                    columns.setdefault(category, []).append(100.0 * final[key])
+            if "val/success" in final:
+                columns.setdefault("All", []).append(100.0 * final["val/success"])
+        elif summary.get("env") == "webshop":
+            if "val/score" in final:
+                columns.setdefault("WS score", []).append(100.0 * final["val/score"])
+            if "val/success" in final:
+                columns.setdefault("WS succ", []).append(100.0 * final["val/success"])
+    row: Dict[str, Any] = {"method": summaries[0].get("estimator", "?") if summaries else "?"}
+    for name in (*CATEGORIES, "All", "WS score", "WS succ"):
+        values = columns.get(name)
+        row[name] = round(statistics.mean(values), 1) if values else None
+    row["seeds"] = len({s.get("seed") for s in summaries})
+    return row
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
+    """A markdown table of ``rows`` (the keys of the first row are the columns; empty cells for None)."""
+    if not rows:
+        return f"{title}\n\n(no results)\n" if title else "(no results)\n"
+    names = list(rows[0].keys())
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(names) + " |")
+    lines.append("|" + "---|" * len(names))
+    for row in rows:
+        lines.append("| " + " | ".join("" if row.get(n) is None else str(row.get(n)) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@task(name="publish-results")
+def publish_results(rows: List[Dict[str, Any]], key: str, title: str) -> str:
+    """Publish ``rows`` as a Prefect table artifact ``key`` and a markdown artifact ``key-md``; answers the markdown."""
+    markdown = markdown_table(rows, title)
+    create_table_artifact(key=key, table=rows, description=title)
+    create_markdown_artifact(key=f"{key}-md", markdown=markdown, description=title)
+    return markdown

@@ -1,0 +1,24 @@
+"""The results table: paper columns from run summaries, averaged over seeds."""
+
+from tasks.training import markdown_table, results_row
+
+
+def _alfworld(seed, pick, all_):
+    return {"env": "alfworld", "estimator": "proxmo", "seed": seed,
+            "final_eval": {"val/success/Pick": pick, "val/success/Look": 0.5, "val/success": all_}}
+
+
+def test_results_row_averages_seeds_and_fills_both_environments():
+    runs = [_alfworld(0, 1.0, 0.5), _alfworld(1, 0.5, 0.25),
+            {"env": "webshop", "estimator": "proxmo", "seed": 0, "final_eval": {"val/score": 0.853, "val/success": 0.671}}]
+    row = results_row(runs)
+    assert row["method"] == "proxmo" and row["seeds"] == 2
+    assert row["Pick"] == 75.0 and row["Look"] == 50.0 and row["All"] == 37.5
+    assert row["WS score"] == 85.3 and row["WS succ"] == 67.1
+    assert row["Clean"] is None
+
+
+def test_markdown_table_leaves_missing_cells_empty():
+    text = markdown_table([{"method": "grpo", "Pick": 80.0, "WS score": None}], "results")
+    assert text.splitlines()[:4] == ["## results", "", "| method | Pick | WS score |", "|---|---|---|"]
+    assert "| grpo | 80.0 |  |" in text
