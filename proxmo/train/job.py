@@ -181,13 +181,22 @@ class Trainer:
             self.generator.set_state(state["generator"])
             self.task_rng.setstate(state["task_rng"])
             self.start_iteration = int(state["iteration"])
-        self.tracker = tracker or make_tracker(
-            config.run.tracker, self.run_dir, config.run.experiment, self.run_dir.name, config.run.tracking_uri
-        )
+        self.tracker = tracker or self._make_tracker(resume is not None)
         self._pool = None
         self._status = ""
 
     # -- set-up ------------------------------------------------------------------------------
+    def _make_tracker(self, resuming: bool) -> Tracker:
+        """The configured tracker; a resumed run continues its MLflow run (its id is kept in the run folder)."""
+        c = self.config.run
+        id_file = self.run_dir / "mlflow_run_id"
+        run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
+        tracker = make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id)
+        for part in getattr(tracker, "trackers", [tracker]):
+            if getattr(part, "run_id", None):
+                id_file.write_text(part.run_id)
+        return tracker
+
     def _policies(self, resume: Optional[Path]) -> Tuple[Policy, Optional[Policy]]:
         config = self.config
         reference_dir = self.run_dir / "reference"

@@ -395,6 +395,7 @@ class MlflowTracker(_ClosingContext):
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
         artifact_location: str | None = None,
+        run_id: str | None = None,
     ):
         try:
             import mlflow
@@ -422,7 +423,13 @@ class MlflowTracker(_ClosingContext):
         if parent_run_id is not None:
             self.client.get_run(parent_run_id)  # fails now, with MLflow's message, if there is no such run
             run_tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name)
+        if run_id is not None:  # continue a run (a resumed training job): same id, metrics go on
+            run = self.client.get_run(run_id)
+            self.client.update_run(run_id, status="RUNNING")
+            if run_tags:
+                self.set_tags(run_tags)
+        else:
+            run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name)
         self.run_id: str = run.info.run_id
         self.run_name: str = run.info.run_name
         self.closed = False
@@ -532,19 +539,20 @@ def make_tracker(
     experiment: str,
     run_name: str,
     tracking_uri: str | None = None,
+    run_id: str | None = None,
 ) -> Tracker:
     """Build the tracker a job config asks for.
 
-    kind: ``"jsonl"`` (files in ``folder``), ``"mlflow"`` (run ``run_name`` in ``experiment``),
-    ``"both"`` or ``"none"``.
+    kind: ``"jsonl"`` (files in ``folder``), ``"mlflow"`` (run ``run_name`` in ``experiment``, or
+    the existing run ``run_id``), ``"both"`` or ``"none"``.
     """
     if kind == "jsonl":
         return JsonlTracker(folder)
     if kind == "mlflow":
-        return MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri)
+        return MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id)
     if kind == "both":
         # MLflow first: if it cannot start, fail before creating files for a run that never began.
-        mlflow_tracker = MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri)
+        mlflow_tracker = MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id)
         return MultiTracker(JsonlTracker(folder), mlflow_tracker)
     if kind == "none":
         return NullTracker()

@@ -70,10 +70,15 @@ def test_webshop_job_trains_evaluates_checkpoints_and_resumes(tmp_path):
     assert run.data.params["advantage.estimator"] == "proxmo"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/success")] == [1, 2]
 
-    resumed = train(build_config(_webshop(tmp_path, iterations=3, resume=str(result.run_dir))), progress=False)
+    resumed = train(build_config(_webshop(tmp_path, iterations=3, resume=str(result.run_dir), tracker="both")),
+                    progress=False)
     assert resumed.run_dir == result.run_dir and resumed.iterations == 3
     assert sorted(_by_step(result.run_dir)) == [1, 2, 3]
     assert (result.run_dir / "checkpoints" / "iter_000003").is_dir()
+    # the MLflow run goes on: same run, metrics at the next steps
+    [again] = client.search_runs([run.info.experiment_id], "tags.mlflow.runName = 'ws'")
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/success")] == [1, 2, 3]
 
 
 def test_alfworld_job_is_reproducible_and_reports_every_category(tmp_path):
