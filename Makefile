@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 # The main job: the tiny demo model trained on WebShop on the CPU (about 6 minutes).
 run: setup
-	$(PY) -m proxmo.train configs/webshop_demo.yaml
+	$(VENV)/bin/proxmo train configs/webshop_demo.yaml
 
 test: setup
 	$(PY) -m pytest

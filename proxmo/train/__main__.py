@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     config_path, overrides = args.config, list(args.overrides)
     if config_path is not None and "=" in config_path:  # only overrides were given
         overrides.insert(0, config_path)
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result = train(config, progress=not args.quiet)
+    final = result.evaluations[-1] if result.evaluations else {}
+    for key in sorted(k for k in final if k.startswith("val/")):
+        print(f"{key:32s} {final[key]:.4f}")
     print(f"run folder: {result.run_dir}")
     return 0
 
