@@ -129,3 +129,13 @@ def test_webshop_job_on_ray_environment_actors(tmp_path):
     import ray
 
     assert not ray.is_initialized()  # the pool started Ray and shut it down with the run
+
+
+def test_the_job_imports_neither_prefect_nor_ray_nor_mlflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, proxmo.train.job, proxmo.train.__main__; "
+            "print(sorted(m for m in ('prefect', 'ray', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
