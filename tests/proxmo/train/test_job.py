@@ -139,3 +139,12 @@ def test_the_job_imports_neither_prefect_nor_ray_nor_mlflow():
             "print(sorted(m for m in ('prefect', 'ray', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_train_runs_a_tiny_job_and_prints_the_evaluation(tmp_path):
+    data = _webshop(tmp_path, iterations=1, name="cli")
+    overrides = [f"{section}.{key}={json.dumps(value)}" for section, values in data.items() for key, value in values.items()]
+    result = CliRunner().invoke(app, ["train", "configs/webshop_demo.yaml", *overrides, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "val/success" in result.output and "val/score" in result.output
+    assert (tmp_path / "runs" / "cli" / "summary.json").is_file()
