@@ -206,16 +206,33 @@ def test_env_exception_aborts_only_its_slot(pool: EnvPool, caplog: pytest.LogCap
     assert pool.step({1: "go"})[1].observation == "task 3: go at 1"
 
 
+def _kill_actor(pool: EnvPool, index: int, timeout_s: float = 30.0) -> None:
+    """Kill an actor and wait until its process is gone (``ray.kill`` returns before it is)."""
+    import time
+
+    import ray
+
+    actor = pool._backend.actors[index]
+    pid = ray.get(actor.pid.remote())
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"actor process {pid} still alive {timeout_s} s after ray.kill")
+
+
 def test_killed_actor_aborts_its_episodes_and_the_run_goes_on(
     ray_pool: EnvPool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import ray
-
     caplog.set_level(logging.WARNING, logger="envs.pool")
     pool = ray_pool
     pool.reset([2, 2])
     pool.step({slot: "go" for slot in pool.active})
-    ray.kill(pool._backend.actors[0])  # holds slots 0-3
+    _kill_actor(pool, 0)  # holds slots 0-3
     results = pool.step({slot: "go" for slot in pool.active})
     for slot in range(4):
         assert results[slot].done and results[slot].reward == 0.0
@@ -242,10 +259,8 @@ def test_actor_process_exit_aborts_named_and_unnamed_slots_on_it(ray_pool: EnvPo
 
 
 def test_reset_retries_an_actor_that_died_between_episodes(ray_pool: EnvPool) -> None:
-    import ray
-
     pool = ray_pool
-    ray.kill(pool._backend.actors[1])
+    _kill_actor(pool, 1)
     _, infos = pool.reset(None)  # group 1's first member (slot 3) is on actor 0, slots 4-5 on actor 1
     assert pool.active == list(range(6)) and not any(i.get("aborted") for i in infos)
     assert [i["task"] for i in infos[3:]] == [infos[3]["task"]] * 3
