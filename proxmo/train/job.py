@@ -224,18 +224,16 @@ class Trainer:
             reference.model.requires_grad_(False)
         return policy, reference
 
+    def _pool_for(self, options: Dict[str, Any], n_groups: int, group_size: int) -> envs.EnvPool:
+        """A pool of this run's environment on the configured backend (local or Ray actors)."""
+        c = self.config.env
+        return envs.EnvPool(self.setup.name, options, n_groups=n_groups, group_size=group_size, backend=c.backend,
+                            envs_per_actor=c.envs_per_actor, ray_address=c.ray_address)
+
     def _train_pool(self):
         if self._pool is None:
-            c = self.config
-            self._pool = envs.EnvPool(
-                self.setup.name,
-                self.setup.train_options,
-                n_groups=c.rollout.n_groups,
-                group_size=c.rollout.group_size,
-                backend=c.env.backend,
-                envs_per_actor=c.env.envs_per_actor,
-                ray_address=c.env.ray_address,
-            )
+            r = self.config.rollout
+            self._pool = self._pool_for(self.setup.train_options, r.n_groups, r.group_size)
         return self._pool
 
     def _settings(self, temperature: float) -> RolloutSettings:
@@ -308,7 +306,7 @@ class Trainer:
         merged = Rollout()
         self.policy.model.eval()
         start = time.perf_counter()
-        with envs.EnvPool(self.setup.name, self.setup.eval_options, n_groups=batch, group_size=1) as pool:
+        with self._pool_for(self.setup.eval_options, n_groups=batch, group_size=1) as pool:
             for first in range(0, len(tasks), batch):
                 chunk = list(tasks[first : first + batch])
                 padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
