@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 from prefect import flow
 
 from proxmo.train.config import load_config
+from proxmo.train.job import run_name
 from tasks.training import publish_results, results_row, train_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,7 @@ def train_flow(
     """Train one policy from a preset plus dotted overrides; publishes its final evaluation as a table."""
     config = load_config(_preset(preset), overrides or [])
     data = config.to_dict()
-    if not data["run"]["name"]:
-        data["run"]["name"] = f"{config.env.name}__{config.advantage.estimator}__s{config.run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    data["run"]["name"] = run_name(config)  # fixed here so the artifact key and the run folder agree
     summary = train_job(data, launcher, num_gpus, ray_address)
     row = results_row([summary])
     publish_results([row], key=f"train-{_slug(summary['run_name'])}", title=f"run {summary['run_name']}")

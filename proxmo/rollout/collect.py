@@ -9,7 +9,7 @@ records, flagged, and left out of :meth:`Rollout.step_batch` so a broken environ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -147,7 +147,6 @@ def collect(
     settings: RolloutSettings,
     generator: Optional[torch.Generator] = None,
     traj_offset: int = 0,
-    on_step: Optional[Callable[[int], None]] = None,
 ) -> Rollout:
     """Play one episode in every slot of ``pool``; group ``g`` plays ``tasks[g]``.
 
@@ -158,7 +157,6 @@ def collect(
         settings: prompt and sampling settings.
         generator: the torch generator all sampling draws from (reproducible rollouts).
         traj_offset: trajectory ids are ``traj_offset + slot``.
-        on_step: called with the number of active slots before every batched step (progress).
     """
     observations, infos = pool.reset(tasks)
     rollout = Rollout()
@@ -175,15 +173,10 @@ def collect(
         slots[slot] = _Slot(memory, episode, observations[slot], list(info.get("admissible_commands", [])))
     while pool.active:
         active = [slot for slot in pool.active if slot in slots]
-        if on_step is not None:
-            on_step(len(active))
         actions = _act(policy, [slots[s] for s in active], settings, generator)
         results = pool.step({slot: record.action for slot, record in zip(active, actions)})
         for slot, record in zip(active, actions):
-            state = slots[slot]
-            record.group, record.traj = state.episode.group, state.episode.traj
-            result = results[slot]
-            _record_step(state, record, result)
+            _record_step(slots[slot], record, results[slot])
         for slot, result in results.items():  # actors that died took other slots with them
             if slot not in active and slot in slots and result.info.get("aborted"):
                 _finish(slots[slot], result.info)
@@ -194,7 +187,6 @@ def collect(
 
 def _record_step(state: _Slot, record: StepRecord, result: Any) -> None:
     observation, reward, done, info = result
-    record.t = len(state.steps)
     record.reward = float(reward)
     state.steps.append(record)
     state.memory.remember(state.observation, record.action)
@@ -219,6 +211,13 @@ def _finish(state: _Slot, info: Dict[str, Any]) -> None:
         episode.aborted, episode.error = True, info.get("error")
     for step in state.steps:
         step.won = episode.won
+
+
+def _new_record(state: _Slot, prompt_ids: List[int], choice: Any, action: str, invalid: bool) -> StepRecord:
+    """The record of the step ``state``'s episode is about to take."""
+    episode = state.episode
+    return StepRecord(episode.group, episode.traj, len(state.steps), state.observation, prompt_ids,
+                      list(choice.response_ids), choice.text, action, invalid)
 
 
 def _encode_fitting(policy: ActingPolicy, state: _Slot, settings: RolloutSettings, mode: str) -> List[int]:
@@ -262,16 +261,10 @@ def _act_chunk(
         choices = policy.choose(prompt_ids, candidates, settings.temperature, generator, response_format=format_action,
                                 length_normalize=settings.length_normalize)
         for state, ids, options, choice in zip(states, prompt_ids, candidates, choices):
-            records.append(
-                StepRecord(0, 0, 0, state.observation, ids, list(choice.response_ids), choice.text,
-                           options[choice.index], invalid=False)
-            )
+            records.append(_new_record(state, ids, choice, options[choice.index], invalid=False))
     else:
         choices = policy.generate(prompt_ids, settings.temperature, generator)
         for state, ids, choice in zip(states, prompt_ids, choices):
             action, valid = parse_action(choice.text)
-            records.append(
-                StepRecord(0, 0, 0, state.observation, ids, list(choice.response_ids), choice.text, action,
-                           invalid=not valid)
-            )
+            records.append(_new_record(state, ids, choice, action, invalid=not valid))
     return records

@@ -31,7 +31,7 @@ from proxmo.advantage import compute_advantages
 from proxmo.policy import ModelConfig, Policy
 from proxmo.rollout import Rollout, RolloutSettings, collect
 from proxmo.rollout.prompts import ANSWER, INTRO
-from proxmo.train.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
+from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
 from proxmo.train.tracking import Tracker, make_tracker
@@ -72,20 +72,23 @@ def run_name(config: TrainConfig) -> str:
 
 
 def generated_games(config: TrainConfig) -> Path:
-    """Generate (once) the ALFWorld games of ``env.games`` under the output folder; returns the data folder."""
+    """Generate (once) the ALFWorld games of ``env.games`` under the output folder; returns the data folder.
+
+    The folder is named after every setting that changes its content, so a run never picks up games
+    left there by a run with other settings; a marker written last tells a complete folder.
+    """
     from envs.alfworld.generate import Knobs, generate
 
     games = config.env.games
     folder = Path(config.run.output_dir) / "alfworld_games" / (
-        f"seed{games.seed}_r{games.max_receptacles}_d{games.distractors}"
+        f"seed{games.seed}_r{games.max_receptacles}_d{games.distractors}_n{games.train}-{games.eval}"
     )
-    knobs = Knobs(max_receptacles=games.max_receptacles, distractors=games.distractors)
-    for split, count in ((config.env.train_split, games.train), (config.env.eval_split, games.eval)):
-        marker = folder / f".{split}_{count}"
-        if not marker.exists():
+    if not (folder / ".complete").exists():
+        knobs = Knobs(max_receptacles=games.max_receptacles, distractors=games.distractors)
+        for split, count in ((config.env.train_split, games.train), (config.env.eval_split, games.eval)):
             for _ in generate(folder, split, count, games.seed, knobs=knobs):
                 pass
-            marker.touch()
+        (folder / ".complete").touch()
     return folder
 
 
@@ -93,8 +96,6 @@ def _has_alfworld_data(split: str) -> bool:
     """Whether ``ALFWORLD_DATA`` holds the split (importing alfworld sets the variable to an empty cache)."""
     from envs.alfworld.game import split_folder
 
-    if not os.environ.get("ALFWORLD_DATA"):
-        return False
     try:
         split_folder(split)
     except FileNotFoundError:
@@ -206,20 +207,14 @@ class Trainer:
             corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if config.model.kind == "tiny" else ()
             policy = Policy.from_config(config.model, corpus)
         reference = None
-        if config.optim.kl_coef > 0:
-            if config.model.kind == "tiny":  # the initial weights exist only in this run: keep them
-                if not reference_dir.exists():
+        if config.optim.kl_coef > 0:  # the KL reference is the initial policy
+            if not resume:
+                reference = Policy(copy.deepcopy(policy.model), policy.tokenizer, config.model)
+                if config.model.kind == "tiny":  # its initial weights exist only in this run: keep them
                     policy.save(reference_dir)
-                ref_config = _saved_model_config(config.model, reference_dir)
-            elif resume:
-                ref_config = config.model
             else:
-                ref_config = None
-            if ref_config is None:
-                ref_model = copy.deepcopy(policy.model)
-                reference = Policy(ref_model, policy.tokenizer, config.model)
-            else:
-                reference = Policy.from_config(ref_config)
+                initial = _saved_model_config(config.model, reference_dir) if config.model.kind == "tiny" else config.model
+                reference = Policy.from_config(initial)
             reference.model.eval()
             reference.model.requires_grad_(False)
         return policy, reference
@@ -338,7 +333,7 @@ class Trainer:
                     self._log_eval(result, step)
                 if (c.run.save_every and step % c.run.save_every == 0) or last:
                     result.checkpoint = self.save(step)
-            if c.run.iterations == 0 or self.start_iteration >= c.run.iterations:
+            if self.start_iteration >= c.run.iterations and not result.evaluations:  # nothing to train: evaluate
                 self._log_eval(result, self.start_iteration)
             status = "FINISHED"
         except KeyboardInterrupt:
@@ -400,11 +395,11 @@ def _resume_path(resume: Optional[str]) -> Optional[Path]:
     if not resume:
         return None
     path = Path(resume)
-    if (path / "trainer_state.pt").is_file():
+    if (path / STATE_FILE).is_file():
         return path
     found = latest_checkpoint(path)
     if found is None:
-        raise FileNotFoundError(f"run.resume: no checkpoint in {path} (expected trainer_state.pt or checkpoints/iter_*)")
+        raise FileNotFoundError(f"run.resume: no checkpoint in {path} (expected {STATE_FILE} or checkpoints/iter_*)")
     return found
 
 
