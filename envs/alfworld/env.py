@@ -32,11 +32,13 @@ class AlfworldEnv:
         task_types: keep only these task types.
         max_steps: the episode cap (50 in the reference runs).
         seed: seeds the choice of game when ``reset`` is given no task.
+        info_commands: list ``look``, ``inventory`` and ``examine ...`` among the admissible commands. They
+            change nothing in the world; leaving them out shortens the action set a small policy explores.
     """
 
     def __init__(self, engine: str = "python", game: Optional[str | os.PathLike] = None, split: str = "train",
                  data: Optional[str | os.PathLike] = None, task_types: Optional[Sequence[str]] = None,
-                 max_steps: int = 50, seed: Optional[int] = None) -> None:
+                 max_steps: int = 50, seed: Optional[int] = None, info_commands: bool = True) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
         if max_steps < 1:
@@ -54,6 +56,7 @@ class AlfworldEnv:
                 raise FileNotFoundError(f"data: no solvable games in {folder}")
         self.engine_kind = engine
         self.max_steps = max_steps
+        self.info_commands = info_commands
         self._rng = random.Random(seed)
         self._loaded: Dict[str, Tuple[Game, AlfredEngine]] = {}
         self._textworld = None
@@ -83,7 +86,7 @@ class AlfworldEnv:
 
     def _info(self, admissible: List[str], won: bool) -> Info:
         info: Info = {
-            "admissible_commands": [c for c in admissible if c != "help"],
+            "admissible_commands": [c for c in admissible if c != "help" and (self.info_commands or not is_info_command(c))],
             "won": won,
             "task": str(self._game.path),
             "game": str(self._game.path),
@@ -115,6 +118,14 @@ class AlfworldEnv:
         if self._textworld is not None:
             self._textworld.close()
             self._textworld = None
+
+
+INFO_COMMANDS = ("look", "inventory")
+
+
+def is_info_command(command: str) -> bool:
+    """Whether ``command`` only reports (look, inventory, examine ...) and changes nothing."""
+    return command in INFO_COMMANDS or command.startswith("examine ")
 
 
 def fixture_games() -> List[Path]:

@@ -11,8 +11,9 @@ from envs.webshop.catalog import Catalog, Goal, Product, generate, score_goal
 from envs.webshop.env import WebShopEnv, load_shop, make_webshop
 from envs.webshop.remote import RemoteWebShopEnv
 from envs.webshop.scoring import ScoreBreakdown, score_purchase
+from envs.webshop.spec import WEBSHOP, search_queries
 
-register("webshop", make_webshop)
+register("webshop", make_webshop, WEBSHOP)
 
 __all__ = [
     "Catalog",
@@ -29,4 +30,5 @@ __all__ = [
     "run_episode",
     "score_goal",
     "score_purchase",
+    "search_queries",
 ]

@@ -12,5 +12,6 @@ Needs only torch, transformers, tokenizers, pydantic and numpy::
 from proxmo.policy.config import ModelConfig
 from proxmo.policy.model import build_tiny_tokenizer, load_policy_model
 from proxmo.policy.policy import Choice, Policy
+from proxmo.policy.uniform import UniformPolicy
 
-__all__ = ["Choice", "ModelConfig", "Policy", "build_tiny_tokenizer", "load_policy_model"]
+__all__ = ["Choice", "ModelConfig", "Policy", "UniformPolicy", "build_tiny_tokenizer", "load_policy_model"]

@@ -42,10 +42,19 @@ class ModelConfig(BaseModel):
     )
     max_positions: int = Field(4096, ge=1, description="tiny only: longest prompt + response the model accepts.")
     dtype: DType = Field(
-        "float32", description="Parameter dtype; 'auto' keeps the checkpoint's own (float32 for tiny)."
+        "float32",
+        description="Dtype of the weights as loaded; 'auto' keeps the checkpoint's own (float32 for tiny). "
+        "bfloat16/float16 become the compute dtype when master_weights is on.",
+    )
+    master_weights: bool = Field(
+        True,
+        description="Keep float32 weights (and optimizer state) when dtype is bfloat16/float16 and autocast the "
+        "forward passes to that dtype: pure-bf16 AdamW rounds away most updates at small learning rates.",
     )
     device: str = Field("auto", description="torch device string; 'auto' means cuda when available, else cpu.")
-    seed: int = Field(0, description="Seed of the tiny model's initialisation and of its tokenizer training.")
+    seed: Optional[int] = Field(
+        None, description="Seed of the tiny model's initialisation; unset: the run's seed (run.seed)."
+    )
     max_prompt_tokens: int = Field(
         1024, ge=1, description="Longer prompts are cut from the left, so that their end (the latest turn) stays."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import transformers
@@ -57,12 +57,18 @@ def build_tiny_tokenizer(corpus: Sequence[str], vocab_size: int) -> transformers
     return tokenizer
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
 def load_policy_model(
     config: ModelConfig, corpus: Sequence[str] = ()
-) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase]:
-    """The model (on its device, KV cache on) and tokenizer described by ``config``.
+) -> tuple[transformers.PreTrainedModel, transformers.PreTrainedTokenizerBase, Optional[torch.dtype]]:
+    """The model (on its device, KV cache on), its tokenizer, and the dtype forward passes compute in.
 
-    ``corpus`` only matters for ``kind="tiny"``: it trains the tokenizer.
+    ``corpus`` only matters for ``kind="tiny"``: it trains the tokenizer. With ``master_weights`` a model
+    whose dtype is bfloat16 or float16 is kept in float32, so that AdamW's small updates are not rounded
+    away (at lr 1e-6 most of them would be in bfloat16); forward passes then autocast to the low precision
+    dtype, which is returned. Otherwise the returned dtype is None (compute in the weights' own dtype).
     """
     if config.kind == "tiny":
         model, tokenizer = _build_tiny(config, corpus)
@@ -71,13 +77,18 @@ def load_policy_model(
     else:
         model, tokenizer = _load_gguf(config)
     _ensure_pad_token(model, tokenizer)
+    compute_dtype = None
+    weights_dtype = next(model.parameters()).dtype
+    if config.master_weights and weights_dtype in LOW_PRECISION:
+        compute_dtype = weights_dtype
+        model.float()
     model.to(config.resolved_device())
     # Generation and `choose` reuse the KV cache; some checkpoints ship with it switched off.
     model.config.use_cache = True
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works without inputs that require grad (embeddings may be frozen).
         model.activation_checkpointing_enable({"use_reentrant": False})
-    return model, tokenizer
+    return model, tokenizer, compute_dtype
 
 
 def _build_tiny(config: ModelConfig, corpus: Sequence[str]):
@@ -97,7 +108,7 @@ def _build_tiny(config: ModelConfig, corpus: Sequence[str]):
     )
     # A private RNG stream: the same seed gives the same weights without touching the caller's global RNG.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed if config.seed is not None else 0)
         model = transformers.LlamaForCausalLM(llama_config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,9 @@ from proxmo.policy.model import IM_END, load_policy_model
 # Temperatures at or below this sample the argmax: softmax(x / t) is a one-hot anyway, and argmax is exact.
 GREEDY_TEMPERATURE = 1e-5
 
-# `choose` scores at most this many (prompt + candidate) tokens in one forward pass: it bounds the memory of
-# the prompt's key/value cache copied once per candidate.
-CHOOSE_TOKEN_BUDGET = 32768
+# `choose` packs at most this many tokens (prompts plus their candidates) into one forward pass; a row is
+# one prompt and all of its candidates, and the attention mask grows with rows x width^2.
+CHOOSE_TOKEN_BUDGET = 16384
 
 # `generate` decodes at most this many padded prompt tokens at once: the prefill's activations and
 # attention mask grow with rows x longest prompt. Chunks are consecutive rows, so a seed still reproduces.
@@ -34,6 +34,8 @@ class Choice:
     index: int  # index into the candidates (choose) or -1 (generate)
     text: str  # the response text (for choose: the formatted candidate)
     response_ids: list[int]  # response token ids, including the final end-of-turn / eos token when there is one
+    logprob: Optional[float] = None  # choose: log pi(index | prompt) under the acting distribution
+    candidate_ids: Optional[list[list[int]]] = None  # choose: the response ids of every candidate
 
 
 def _identity(action: str) -> str:
@@ -47,10 +49,12 @@ class Policy:
     (``<|im_end|>`` when the vocabulary has it, else the tokenizer's eos).
     """
 
-    def __init__(self, model, tokenizer, config: ModelConfig):
+    def __init__(self, model, tokenizer, config: ModelConfig, compute_dtype: Optional[torch.dtype] = None):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        self.compute_dtype = compute_dtype
+        """Forward passes autocast to this dtype when the weights are kept in another (float32 masters)."""
         self.end_id = _end_of_turn_id(tokenizer)
         self.stop_ids = _stop_ids(model, tokenizer, self.end_id)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
@@ -58,8 +62,8 @@ class Policy:
     @classmethod
     def from_config(cls, config: ModelConfig, corpus: Sequence[str] = ()) -> "Policy":
         """Build or load the model described by ``config`` (``corpus`` trains the tiny tokenizer)."""
-        model, tokenizer = load_policy_model(config, corpus)
-        return cls(model, tokenizer, config)
+        model, tokenizer, compute_dtype = load_policy_model(config, corpus)
+        return cls(model, tokenizer, config, compute_dtype)
 
     @property
     def device(self) -> torch.device:
@@ -89,6 +93,12 @@ class Policy:
 
     # ----------------------------------------------------------------- acting
 
+    def compute(self) -> ContextManager:
+        """The context every forward pass runs in: autocast to the compute dtype over float32 master weights."""
+        if self.compute_dtype is None or self.compute_dtype == next(self.model.parameters()).dtype:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
+
     @torch.no_grad()
     def choose(
         self,
@@ -99,11 +109,13 @@ class Policy:
         response_format: Callable[[str], str] = _identity,
         length_normalize: bool = False,
     ) -> list[Choice]:
-        """Pick one candidate action per prompt.
+        """Pick one candidate action per prompt: the policy is a distribution over the candidates.
 
-        Candidate k of prompt i is scored by the summed log-prob of ``encode_response(response_format(c))``
-        given the prompt (divided by its token count with ``length_normalize``); k is drawn from
-        softmax(score / temperature), or is the argmax when the temperature is (near) zero.
+        Candidate k of prompt i gets the score s_k = log-prob of ``encode_response(response_format(c))``
+        given the prompt, summed over its tokens (or their mean with ``length_normalize``); k is drawn from
+        pi(k | prompt) = softmax(s / temperature), or is the argmax when the temperature is (near) zero.
+        Each choice carries ``logprob`` = log pi(k | prompt) and the response ids of every candidate, so the
+        update can recompute the same distribution (:meth:`candidate_logprobs`).
 
         Summed log-probs favour short candidates by a factor of about the vocabulary size per token
         at initialisation, so an untrained model always picks the shortest action; the per-token mean
@@ -111,14 +123,14 @@ class Policy:
         """
         _check_temperature(temperature, allow_zero=True)
         texts, encoded = self._encode_candidates(prompt_ids, candidates, response_format)
-        choices = []
-        for i, prompt in enumerate(prompt_ids):
-            scores = self._score_one_prompt(prompt, encoded[i])
-            if length_normalize:
-                scores = scores / torch.tensor([len(r) for r in encoded[i]], dtype=scores.dtype)
-            k = int(_sample(scores[None], temperature, generator)[0])
-            choices.append(Choice(index=k, text=texts[i][k], response_ids=encoded[i][k]))
-        return choices
+        with _eval_mode(self.model):
+            logpis = self.candidate_logprobs(prompt_ids, encoded, temperature, length_normalize)
+        picks = _sample_categorical(logpis, generator)
+        return [
+            Choice(index=k, text=texts[i][k], response_ids=encoded[i][k], logprob=float(logpis[i][k]),
+                   candidate_ids=encoded[i])
+            for i, k in enumerate(picks)
+        ]
 
     @torch.no_grad()
     def score_candidates(
@@ -126,10 +138,30 @@ class Policy:
         prompt_ids: list[list[int]],
         candidates: list[list[str]],
         response_format: Callable[[str], str] = _identity,
+        length_normalize: bool = False,
     ) -> list[Tensor]:
-        """The scores ``choose`` samples from: per prompt, a float32 CPU tensor of summed response log-probs."""
+        """Per prompt, a float32 CPU tensor of candidate scores (summed, or mean, response token log-probs)."""
         _, encoded = self._encode_candidates(prompt_ids, candidates, response_format)
-        return [self._score_one_prompt(prompt, responses) for prompt, responses in zip(prompt_ids, encoded)]
+        with _eval_mode(self.model):
+            return [s.cpu() for s in self._candidate_scores(prompt_ids, encoded, length_normalize)]
+
+    def candidate_logprobs(
+        self,
+        prompt_ids: list[list[int]],
+        candidate_ids: list[list[list[int]]],
+        temperature: float,
+        length_normalize: bool = False,
+    ) -> list[Tensor]:
+        """log pi(k | prompt) over each prompt's candidates: log_softmax(score / temperature).
+
+        ``candidate_ids[i]`` holds the response ids of prompt i's candidates. Gradients flow when enabled,
+        so the update trains exactly the distribution that acting samples from. A temperature at or below
+        :data:`GREEDY_TEMPERATURE` gives the log of the argmax's one-hot.
+        """
+        scores = self._candidate_scores(prompt_ids, candidate_ids, length_normalize)
+        if temperature <= GREEDY_TEMPERATURE:
+            return [F.one_hot(s.argmax(), len(s)).float().log() for s in scores]
+        return [F.log_softmax(s / temperature, dim=-1) for s in scores]
 
     def _encode_candidates(self, prompt_ids, candidates, response_format):
         """(formatted texts, their response ids) per prompt, checked before any model work."""
@@ -144,39 +176,48 @@ class Policy:
             encoded.append([self.encode_response(text) for text in texts[-1]])
         return texts, encoded
 
-    def _score_one_prompt(self, prompt: list[int], responses: list[list[int]]) -> Tensor:
-        """Summed log-prob of each response given the prompt; the prompt runs once, its cache serves all."""
-        with _eval_mode(self.model):
-            out = self.model(input_ids=torch.tensor([prompt], device=self.device), use_cache=True, logits_to_keep=1)
-            first = F.log_softmax(out.logits[0, -1].float(), dim=-1)
-            scores = first[torch.tensor([r[0] for r in responses], device=self.device)]
-            scores = scores + self._continuation_logprobs(out.past_key_values, len(prompt), responses)
-        return scores.cpu()
+    def _candidate_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
+        """Per prompt, the float32 scores of its candidates, prompts batched in rows of shared prefixes."""
+        rows = [len(p) + sum(len(r) - 1 for r in c) for p, c in zip(prompt_ids, candidate_ids)]
+        scores: list[Tensor] = []
+        start = 0
+        for chunk in _row_chunks([[0] * n for n in rows], CHOOSE_TOKEN_BUDGET):
+            stop = start + len(chunk)
+            scores.extend(self._packed_scores(prompt_ids[start:stop], candidate_ids[start:stop], length_normalize))
+            start = stop
+        return scores
 
-    def _continuation_logprobs(self, cache, prompt_len: int, responses: list[list[int]]) -> Tensor:
-        """Summed log-probs of response tokens 1.. (token 0 is scored from the prompt's last logit)."""
-        per_chunk = max(1, CHOOSE_TOKEN_BUDGET // (prompt_len + max(len(r) for r in responses)))
-        chunks = [responses[start : start + per_chunk] for start in range(0, len(responses), per_chunk)]
-        sums = []
-        for n, chunk in enumerate(chunks):
-            # The forward appends to the cache in place; keep the prompt-only cache for the next chunk.
-            chunk_cache = cache if n == len(chunks) - 1 else copy.deepcopy(cache)
-            sums.append(self._chunk_logprobs(chunk_cache, prompt_len, chunk))
-        return torch.cat(sums)
+    def _packed_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
+        """One forward pass over rows ``prompt + candidate_1 + candidate_2 + ...``.
 
-    def _chunk_logprobs(self, cache, prompt_len: int, responses: list[list[int]]) -> Tensor:
-        width = max(len(r) for r in responses) - 1
-        if width == 0:
-            return torch.zeros(len(responses), device=self.device)
-        inputs = _pad_right([r[:-1] for r in responses], width, self.pad_id, self.device)
-        targets = _pad_right([r[1:] for r in responses], width, self.pad_id, self.device)
-        mask = _pad_right([[1] * (len(r) - 1) for r in responses], width, 0, self.device).float()
-        cache.batch_repeat_interleave(len(responses))
-        # Right padding needs no attention mask: causal attention never lets a real token see a later pad.
-        positions = torch.arange(prompt_len, prompt_len + width, device=self.device).expand(len(responses), -1)
-        out = self.model(input_ids=inputs, position_ids=positions, past_key_values=cache, use_cache=True)
-        logprobs = F.log_softmax(out.logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
-        return (logprobs * mask).sum(-1)
+        A block attention mask lets each candidate see the prompt and itself only, and its position ids
+        continue from the end of the prompt, so every candidate is scored as if it followed the prompt
+        alone, while the prompt's keys and values are computed once for all of its candidates. Only the
+        positions that predict a candidate token go through the output projection.
+        """
+        packed = _pack_candidates(prompt_ids, candidate_ids, self.device)
+        with self.compute():
+            hidden = self.model.get_decoder()(
+                input_ids=packed.input_ids,
+                attention_mask=packed.attention_mask(self._bool_masks()),
+                position_ids=packed.position_ids,
+                use_cache=False,
+            ).last_hidden_state
+            logits = self.model.get_output_embeddings()(hidden[packed.token_row, packed.token_col])
+        token_logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, packed.token_target[:, None]).squeeze(-1)
+        totals = torch.zeros(packed.n_candidates, device=self.device).index_add(0, packed.token_candidate,
+                                                                               token_logprobs)
+        if length_normalize:
+            totals = totals / packed.candidate_length
+        return list(totals.split(packed.counts))
+
+    def _bool_masks(self) -> bool:
+        """Whether the attention implementation takes boolean masks (SDPA) rather than additive ones (eager)."""
+        implementation = getattr(self.model.config, "_attn_implementation", None) or "eager"
+        if "flash" in implementation:
+            raise ValueError(f"choose: attention {implementation!r} cannot take the block mask that candidate "
+                             "scoring needs; load the model with attn_implementation='sdpa' or 'eager'")
+        return implementation == "sdpa"
 
     @torch.no_grad()
     def generate(
@@ -194,7 +235,7 @@ class Policy:
         for i, prompt in enumerate(prompt_ids):
             _check_prompt(i, prompt)
         responses: list[list[int]] = []
-        with _eval_mode(self.model):
+        with _eval_mode(self.model), self.compute():
             for rows in _row_chunks(prompt_ids, GENERATE_TOKEN_BUDGET):
                 responses.extend(self._sample_loop(rows, temperature, generator, cap))
         return [
@@ -256,7 +297,9 @@ class Policy:
         if width == 0:
             empty = mask.new_zeros(mask.shape)
             return empty, (empty.clone() if with_entropy else None), mask
-        logits = self._response_logits(prompt_ids, response_ids, width).float() / temperature
+        with self.compute():
+            logits = self._response_logits(prompt_ids, response_ids, width)
+        logits = logits.float() / temperature
         logp_all = F.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, targets[..., None]).squeeze(-1) * mask
         entropy = None
@@ -355,6 +398,92 @@ def _sample(logits: Tensor, temperature: float, generator: Optional[torch.Genera
     uniforms = torch.rand(logits.shape[0], generator=generator, device=rng_device, dtype=torch.float64)
     targets = uniforms.to(logits.device)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
+
+
+class _Packed(NamedTuple):
+    """Prompts and their candidates packed one prompt per row (see :meth:`Policy._packed_scores`)."""
+
+    input_ids: Tensor  # [B, W]
+    position_ids: Tensor  # [B, W]
+    segment: Tensor  # [B, W]: 0 prompt, k + 1 candidate k of the row, -1 padding
+    token_row: Tensor  # [T] for every scored candidate token: its row,
+    token_col: Tensor  # [T] the column whose output predicts it,
+    token_target: Tensor  # [T] its id,
+    token_candidate: Tensor  # [T] and its candidate's index over the whole batch
+    candidate_length: Tensor  # [C] tokens per candidate (float)
+    counts: list[int]  # candidates per row
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.candidate_length)
+
+    def attention_mask(self, boolean: bool) -> Tensor:
+        """[B, 1, W, W]: a query sees earlier keys of the prompt and of its own candidate; padding sees itself."""
+        width = self.segment.shape[1]
+        columns = torch.arange(width, device=self.segment.device)
+        causal = columns[None, :] <= columns[:, None]  # [query, key]
+        query, key = self.segment[:, :, None], self.segment[:, None, :]
+        allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+        allowed = allowed | (torch.eye(width, dtype=torch.bool, device=self.segment.device) & (query < 0))
+        allowed = allowed[:, None]
+        if boolean:
+            return allowed
+        return torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+
+
+def _pack_candidates(prompt_ids: Sequence[Sequence[int]], candidate_ids: Sequence[Sequence[Sequence[int]]],
+                     device) -> _Packed:
+    """Rows ``prompt + c_1[:-1] + c_2[:-1] + ...``: the last token of a candidate predicts nothing."""
+    rows, positions, segments, counts = [], [], [], []
+    token_row, token_col, token_target, token_candidate, lengths = [], [], [], [], []
+    for row, (prompt, candidates) in enumerate(zip(prompt_ids, candidate_ids)):
+        ids, pos, seg = list(prompt), list(range(len(prompt))), [0] * len(prompt)
+        for k, response in enumerate(candidates):
+            if not response:
+                raise ValueError(f"candidate_ids[{row}][{k}]: an empty response cannot be scored")
+            index = len(lengths)
+            first = len(ids)
+            columns = [len(prompt) - 1] + list(range(first, first + len(response) - 1))
+            ids.extend(response[:-1])
+            pos.extend(range(len(prompt), len(prompt) + len(response) - 1))
+            seg.extend([k + 1] * (len(response) - 1))
+            token_row.extend([row] * len(response))
+            token_col.extend(columns)
+            token_target.extend(response)
+            token_candidate.extend([index] * len(response))
+            lengths.append(len(response))
+        rows.append(ids)
+        positions.append(pos)
+        segments.append(seg)
+        counts.append(len(candidates))
+    width = max(len(r) for r in rows)
+    return _Packed(
+        input_ids=_pad_right(rows, width, 0, device),
+        position_ids=_pad_right(positions, width, 0, device),
+        segment=_pad_right(segments, width, -1, device),
+        token_row=torch.tensor(token_row, device=device),
+        token_col=torch.tensor(token_col, device=device),
+        token_target=torch.tensor(token_target, device=device),
+        token_candidate=torch.tensor(token_candidate, device=device),
+        candidate_length=torch.tensor(lengths, dtype=torch.float32, device=device),
+        counts=counts,
+    )
+
+
+def _sample_categorical(logpis: Sequence[Tensor], generator: Optional[torch.Generator]) -> list[int]:
+    """One index per distribution (given as log-probs), one uniform draw each, in order.
+
+    The uniforms come from ``generator`` (on its own device), so a seed reproduces the draws wherever the
+    model runs; a one-hot distribution (greedy) still consumes its draw, so greedy and sampled runs stay aligned.
+    """
+    rng_device = generator.device if generator is not None else torch.device("cpu")
+    uniforms = torch.rand(len(logpis), generator=generator, device=rng_device, dtype=torch.float64).tolist()
+    picks = []
+    for logpi, u in zip(logpis, uniforms):
+        cdf = logpi.detach().double().exp().cumsum(-1).cpu()
+        k = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64), right=True)[0])
+        picks.append(min(k, len(cdf) - 1))
+    return picks
 
 
 def _row_chunks(rows: Sequence[Sequence[int]], budget: int) -> Iterator[list[Sequence[int]]]:

@@ -1,15 +1,7 @@
 """Group rollouts of a policy in an environment pool, and the prompts the policy reads."""
 
 from proxmo.rollout.collect import EpisodeRecord, Rollout, RolloutSettings, StepRecord, collect
-from proxmo.rollout.prompts import (
-    EpisodeMemory,
-    candidate_actions,
-    format_action,
-    parse_action,
-    render_prompt,
-    search_queries,
-    task_text,
-)
+from proxmo.rollout.prompts import EpisodeMemory, format_action, parse_action, render_prompt, response_format
 
 __all__ = [
     "EpisodeMemory",
@@ -17,11 +9,9 @@ __all__ = [
     "Rollout",
     "RolloutSettings",
     "StepRecord",
-    "candidate_actions",
     "collect",
     "format_action",
     "parse_action",
     "render_prompt",
-    "search_queries",
-    "task_text",
+    "response_format",
 ]

@@ -14,16 +14,9 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 import numpy as np
 import torch
 
+from envs.base import EnvSpec
 from proxmo.advantage import StepBatch
-from proxmo.rollout.prompts import (
-    EpisodeMemory,
-    candidate_actions,
-    format_action,
-    parse_action,
-    render_prompt,
-    shown_actions,
-    task_text,
-)
+from proxmo.rollout.prompts import EpisodeMemory, parse_action, render_prompt, response_format
 
 
 class ActingPolicy(Protocol):
@@ -57,14 +50,17 @@ class Pool(Protocol):
 class RolloutSettings:
     """How the policy acts during one collection."""
 
-    env_name: str
+    env: EnvSpec = field(default_factory=EnvSpec)
+    """The environment's introduction, task reader and candidate actions."""
     history_length: int = 2
     temperature: float = 1.0
     action_mode: str = "generate"
-    policy_batch: int = 64
-    """Prompts sent to the policy in one call."""
+    policy_batch: int = 256
+    """Prompts sent to the policy in one call (the policy splits them further by its token budget)."""
     length_normalize: bool = True
     """choose mode: rank candidates by their mean token log-probability rather than the sum."""
+    prompt_style: str = "chat"
+    """chat: the reference runs' template; compact: task, recent actions and observation only."""
 
 
 @dataclass
@@ -82,6 +78,12 @@ class StepRecord:
     invalid: bool
     reward: float = 0.0
     won: bool = False
+    choice: int = -1
+    """choose mode: the index of the action among ``candidate_ids``."""
+    logprob: Optional[float] = None
+    """choose mode: log pi(choice | prompt) when it was sampled (the behaviour policy)."""
+    candidate_ids: Optional[List[List[int]]] = None
+    """choose mode: the response ids of every candidate the policy chose among."""
 
 
 @dataclass
@@ -169,7 +171,7 @@ def collect(
         if info.get("aborted"):
             episode.aborted, episode.error = True, info.get("error")
             continue
-        memory = EpisodeMemory(task_text(settings.env_name, observations[slot], info))
+        memory = EpisodeMemory(settings.env.task_text(observations[slot], info))
         slots[slot] = _Slot(memory, episode, observations[slot], list(info.get("admissible_commands", [])))
     while pool.active:
         active = [slot for slot in pool.active if slot in slots]
@@ -217,7 +219,8 @@ def _new_record(state: _Slot, prompt_ids: List[int], choice: Any, action: str, i
     """The record of the step ``state``'s episode is about to take."""
     episode = state.episode
     return StepRecord(episode.group, episode.traj, len(state.steps), state.observation, prompt_ids,
-                      list(choice.response_ids), choice.text, action, invalid)
+                      list(choice.response_ids), choice.text, action, invalid, choice=choice.index,
+                      logprob=choice.logprob, candidate_ids=choice.candidate_ids)
 
 
 def _encode_fitting(policy: ActingPolicy, state: _Slot, settings: RolloutSettings, mode: str) -> List[int]:
@@ -227,10 +230,11 @@ def _encode_fitting(policy: ActingPolicy, state: _Slot, settings: RolloutSetting
     history is the part a prompt can best do without.
     """
     limit = getattr(getattr(policy, "config", None), "max_prompt_tokens", None)
-    actions = shown_actions(state.admissible, state.memory.task, mode)
+    actions = settings.env.candidates(state.admissible, state.memory.task) if mode == "choose" else state.admissible
     ids: List[int] = []
     for history in range(settings.history_length, -1, -1):
-        prompt = render_prompt(settings.env_name, state.memory, state.observation, actions, history, mode)
+        prompt = render_prompt(settings.env.intro, state.memory, state.observation, actions, history, mode,
+                               settings.prompt_style)
         ids = policy.encode_prompt(prompt)
         if limit is None or len(ids) < limit or not state.memory.history:
             break
@@ -252,13 +256,14 @@ def _act_chunk(
     policy: ActingPolicy, states: List[_Slot], settings: RolloutSettings, generator: Optional[torch.Generator]
 ) -> List[StepRecord]:
     mode = settings.action_mode
-    candidates = [candidate_actions(s.admissible, s.memory.task) for s in states]
+    candidates = [settings.env.candidates(s.admissible, s.memory.task) for s in states]
     if mode == "choose" and any(not c for c in candidates):
         mode = "generate"  # nothing to choose from (an environment with no admissible list): write freely
     prompt_ids = [_encode_fitting(policy, state, settings, mode) for state in states]
     records = []
     if mode == "choose":
-        choices = policy.choose(prompt_ids, candidates, settings.temperature, generator, response_format=format_action,
+        choices = policy.choose(prompt_ids, candidates, settings.temperature, generator,
+                                response_format=response_format(settings.prompt_style),
                                 length_normalize=settings.length_normalize)
         for state, ids, options, choice in zip(states, prompt_ids, candidates, choices):
             records.append(_new_record(state, ids, choice, options[choice.index], invalid=False))

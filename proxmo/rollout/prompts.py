@@ -1,23 +1,28 @@
 """Prompt templates of the agent: task, recent history, current observation, admissible actions, answer format.
 
-They follow the structure of the reference runs' ALFWorld and WebShop templates: the task on its own
-line (for WebShop the instruction, stripped from the observation), how many steps were taken and the
-last ``history_length`` (observation, action) pairs, the current observation, the admissible actions
-one per line, and what the answer must look like. ``generate`` mode asks for reasoning in
-``<think>`` tags and the action in ``<action>`` tags; ``choose`` mode asks for the action tags only
-(the policy scores the admissible actions, so there is no free text to reason in).
+Two styles:
+
+* ``chat`` follows the structure of the reference runs' ALFWorld and WebShop templates: the
+  environment's introduction, the task on its own line, how many steps were taken and the last
+  ``history_length`` (observation, action) pairs, the current observation, the admissible actions one
+  per line, and what the answer must look like. ``generate`` mode asks for reasoning in ``<think>``
+  tags and the action in ``<action>`` tags; ``choose`` mode asks for the action tags only.
+* ``compact`` is for small models trained from scratch: the task, the last ``history_length`` actions
+  and the current observation, nothing else (fixed instructions are wording a chat model needs, and
+  for a tiny model they only cost compute). In ``choose`` mode a candidate is the bare action text.
+
+Everything environment-specific (the introduction, the task text) comes from the environment's
+:class:`envs.EnvSpec`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, Literal, Sequence, Tuple
 
-INTRO = {
-    "alfworld": "You are an expert agent acting in a household (ALFWorld).",
-    "webshop": "You are an expert agent shopping on the WebShop e-commerce site.",
-}
+PromptStyle = Literal["chat", "compact"]
+PROMPT_STYLES: Tuple[str, ...] = ("chat", "compact")
 
 ANSWER = {
     "generate": (
@@ -27,8 +32,6 @@ ANSWER = {
     ),
     "choose": "Now choose your next action: give exactly one admissible action inside <action> </action> tags.",
 }
-
-_ALFWORLD_TASK = re.compile(r"Your task is to:\s*(.+?)\s*$", re.S)
 
 
 @dataclass
@@ -43,26 +46,21 @@ class EpisodeMemory:
         self.history.append((observation, action))
 
 
-def task_text(env_name: str, observation: str, info: dict) -> str:
-    """The task of an episode, from its first observation and info."""
-    if env_name == "webshop" and info.get("instruction"):
-        return str(info["instruction"])
-    match = _ALFWORLD_TASK.search(observation)
-    if match:
-        return match.group(1).rstrip(".")
-    return ""
-
-
 def render_prompt(
-    env_name: str,
+    intro: str,
     memory: EpisodeMemory,
     observation: str,
     actions: Sequence[str],
     history_length: int = 2,
     action_mode: str = "generate",
+    style: str = "chat",
 ) -> str:
     """The user message of one step."""
-    lines = [INTRO.get(env_name, "You are an expert agent acting in a text environment.")]
+    if style == "compact":
+        return _compact_prompt(memory, observation, history_length)
+    if style != "chat":
+        raise ValueError(f"style: expected one of {list(PROMPT_STYLES)}, got {style!r}")
+    lines = [intro]
     if memory.task:
         lines.append(f"Your task is to: {memory.task}.")
     steps = len(memory.history)
@@ -81,6 +79,15 @@ def render_prompt(
     lines.extend(actions)
     lines.append("]")
     lines.append(ANSWER[action_mode])
+    return "\n".join(lines)
+
+
+def _compact_prompt(memory: EpisodeMemory, observation: str, history_length: int) -> str:
+    lines = [f"task: {memory.task}"] if memory.task else []
+    recent = memory.history[-history_length:] if history_length > 0 else []
+    if recent:
+        lines.append("did: " + " | ".join(action for _, action in recent))
+    lines.append(f"now: {observation.strip()}")
     return "\n".join(lines)
 
 
@@ -106,52 +113,26 @@ def parse_action(response: str, require_think: bool = True) -> Tuple[str, bool]:
 
 
 def format_action(action: str) -> str:
-    """The response text of an action in ``choose`` mode."""
+    """The response text of an action in ``choose`` mode with the chat style."""
     return f"<action>{action}</action>"
 
 
-_PRICE = re.compile(r",?\s*and price lower than .*$", re.I)
-_OPENING = re.compile(r"^(i need|i want|i am looking for|i'm looking for|find me|looking for)\s+(an? )?", re.I)
+def response_format(style: str):
+    """How ``choose`` mode writes a candidate as a response: in action tags (chat) or bare (compact)."""
+    return format_action if style == "chat" else _bare
 
 
-def search_queries(instruction: str) -> List[str]:
-    """Concrete queries that stand in for ``search[<your query>]`` in ``choose`` mode.
-
-    The whole instruction, and its product phrase (opening words and price clause removed).
-    """
-    full = instruction.strip().rstrip(".")
-    short = _OPENING.sub("", _PRICE.sub("", full)).strip(" ,")
-    queries = [full]
-    if short and short != full:
-        queries.append(short)
-    return queries
-
-
-def candidate_actions(admissible: Sequence[str], task: str) -> List[str]:
-    """The actions ``choose`` mode samples from: the admissible ones, search placeholders made concrete."""
-    result: List[str] = []
-    for action in admissible:
-        if action.startswith("search[") and "<" in action:
-            result.extend(f"search[{query}]" for query in search_queries(task) if query)
-        else:
-            result.append(action)
-    return result
-
-
-def shown_actions(admissible: Sequence[str], task: str, action_mode: str) -> List[str]:
-    """The actions listed in the prompt: in ``choose`` mode exactly the candidates."""
-    return candidate_actions(admissible, task) if action_mode == "choose" else list(admissible)
+def _bare(action: str) -> str:
+    return action
 
 
 __all__ = [
     "ANSWER",
     "EpisodeMemory",
-    "INTRO",
-    "candidate_actions",
+    "PROMPT_STYLES",
+    "PromptStyle",
     "format_action",
     "parse_action",
     "render_prompt",
-    "search_queries",
-    "shown_actions",
-    "task_text",
+    "response_format",
 ]

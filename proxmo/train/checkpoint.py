@@ -33,7 +33,7 @@ def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.op
             "iteration": iteration,
             "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(),
-            "task_rng": task_rng.getstate(),
+            "task_rng": _plain_random_state(task_rng.getstate()),
         },
         partial / STATE_FILE,
     )
@@ -51,8 +51,20 @@ def load_trainer_state(folder: Path) -> Dict[str, Any]:
     path = Path(folder) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: {path} does not exist")
-    # weights_only=False: the state holds Python's random state (a tuple), written by this code
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: opening a checkpoint from elsewhere must not run code; everything in it is plain data.
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["task_rng"] = _random_state(state["task_rng"])
+    return state
+
+
+def _plain_random_state(state: tuple) -> Dict[str, Any]:
+    """Python's random state as lists and numbers (what a weights-only load accepts)."""
+    version, internal, gauss = state
+    return {"version": version, "internal": list(internal), "gauss": gauss}
+
+
+def _random_state(plain: Dict[str, Any]) -> tuple:
+    return (plain["version"], tuple(plain["internal"]), plain["gauss"])
 
 
 def latest_checkpoint(run_dir: Path) -> Optional[Path]:

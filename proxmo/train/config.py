@@ -15,56 +15,44 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import envs
 from proxmo.advantage import AdvantageConfig
 from proxmo.policy import ModelConfig
-
-ENV_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    # eval split of each environment and the options the reference runs use
-    "alfworld": {"eval_split": "valid_unseen", "options": {"engine": "python"}},
-    "webshop": {"eval_split": "test", "options": {"num_products": 1000, "show_instruction": False}},
-}
-
+from proxmo.rollout.prompts import PromptStyle
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class GamesConfig(_Section):
-    """ALFWorld games generated for the run when no data folder is given (see ``proxmo games generate``)."""
-
-    train: int = Field(48, ge=1, description="Training games to generate.")
-    eval: int = Field(24, ge=1, description="valid_unseen games to generate for evaluation.")
-    seed: int = Field(0, description="Generator seed (same seed, same games).")
-    max_receptacles: int = Field(0, ge=0, description="Cap on receptacles per game (0: all of the floor plan).")
-    distractors: int = Field(12, ge=0, description="Distractor objects per game.")
-
-
 class EnvConfig(_Section):
     """Which environment, its options, and how the pool runs it."""
 
-    name: Literal["alfworld", "webshop"] = Field("alfworld", description="Registered environment name.")
+    name: str = Field("alfworld", description="Registered environment name (alfworld, webshop, or one of yours).")
     options: Dict[str, Any] = Field(
         default_factory=dict,
-        description="Keyword arguments of the environment factory, on top of the environment's reference "
-        "options (webshop: num_products=1000, show_instruction=false; alfworld: engine=python).",
+        description="Options of the environment on top of its reference options (its EnvSpec.defaults; "
+        "webshop: num_products=1000, show_instruction=false; alfworld: engine=python). ALFWorld takes "
+        "games={train, eval, seed, max_receptacles, distractors}: games generated under run.output_dir when "
+        "options.data is unset and ALFWORLD_DATA holds no such split.",
     )
-    train_split: str = Field("train", description="Split the training tasks come from.")
+    train_split: Optional[str] = Field(None, description="Split the training tasks come from (default the environment's).")
     eval_split: Optional[str] = Field(None, description="Split evaluated on (alfworld: valid_unseen, webshop: test).")
-    games: GamesConfig = Field(
-        default_factory=GamesConfig,
-        description="ALFWorld only: games generated under run.output_dir when options.data is unset and "
-        "ALFWORLD_DATA holds no such split.",
-    )
     backend: Literal["local", "ray"] = Field("local", description="Environment pool backend.")
     envs_per_actor: int = Field(8, ge=1, description="Environments per Ray actor (backend ray).")
     ray_address: Optional[str] = Field(None, description="Ray cluster address (backend ray); local Ray when unset.")
 
     @model_validator(mode="after")
     def _env_defaults(self) -> "EnvConfig":
-        defaults = ENV_DEFAULTS[self.name]
+        if self.name not in envs.registered():
+            raise ValueError(f"env.name: unknown environment {self.name!r}; registered: {envs.registered()}")
+        spec = envs.spec(self.name)
+        if self.train_split is None:
+            self.train_split = spec.train_split
         if self.eval_split is None:
-            self.eval_split = defaults["eval_split"]
-        merged = {**defaults["options"], **self.options}
+            self.eval_split = spec.eval_split
+        merged = {**spec.defaults, **self.options}
+        envs.check_options(self.name, merged)
+        spec.check_options(merged)
         if merged != self.options:
             self.options = merged
         return self
@@ -79,7 +67,14 @@ class RolloutConfig(_Section):
         None, ge=1, description="Episode cap; default the environment's (alfworld 50, webshop 15)."
     )
     history_length: int = Field(2, ge=0, description="Past (observation, action) pairs shown in the prompt.")
-    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of training rollouts.")
+    temperature: float = Field(
+        1.0, gt=0.0, description="Sampling temperature of training rollouts; the update trains the same distribution."
+    )
+    prompt_style: PromptStyle = Field(
+        "chat",
+        description="chat: the reference template (introduction, task, history, admissible actions, answer "
+        "format); compact: task, recent actions and observation only (small models from scratch).",
+    )
     action_mode: Literal["generate", "choose"] = Field(
         "generate",
         description="generate: the model writes <think>..</think><action>..</action> freely (the reference "
@@ -113,20 +108,27 @@ class OptimConfig(_Section):
 
 
 class EvalConfig(_Section):
-    """Evaluation on the eval split: one episode per task, success per category."""
+    """Evaluation on the eval split: success overall and per category, with its standard error."""
 
     every: int = Field(5, ge=0, description="Evaluate every this many iterations (0: only after the last).")
     at_start: bool = Field(False, description="Also evaluate before the first update.")
     tasks: Optional[int] = Field(None, ge=1, description="Evaluate on the first this many tasks (default all).")
-    temperature: float = Field(0.4, ge=0.0, description="Sampling temperature of evaluation.")
-    batch: int = Field(32, ge=1, description="Episodes run side by side.")
+    episodes_per_task: int = Field(1, ge=1, description="Episodes played on each eval task.")
+    temperature: float = Field(0.4, ge=0.0, description="Sampling temperature of evaluation (0: greedy).")
+    greedy: bool = Field(False, description="Also evaluate greedily (val/greedy/*), beside the sampled evaluation.")
+    random_baseline: bool = Field(
+        False, description="Before training, play a uniformly random agent over the same actions on the same "
+        "episodes (val/random/*): the floor a learning claim is measured against.",
+    )
+    batch: int = Field(64, ge=1, description="Episodes run side by side.")
 
 
 class RunConfig(_Section):
     """Length, seed, where results go, and how they are reported."""
 
     iterations: int = Field(100, ge=0, description="Training iterations (rollout + update).")
-    seed: int = Field(0, description="Seeds task sampling, action sampling and the tiny model.")
+    seed: int = Field(0, description="Seeds task sampling, action sampling and the model's initialisation "
+                      "(unless model.seed is set).")
     name: Optional[str] = Field(None, description="Run name; default env__estimator__seed__time.")
     output_dir: str = Field("runs", description="Runs are written to output_dir/name.")
     tracker: Literal["jsonl", "mlflow", "both", "none"] = Field("jsonl", description="Where metrics go.")
@@ -135,7 +137,6 @@ class RunConfig(_Section):
     save_every: int = Field(0, ge=0, description="Checkpoint every this many iterations (0: only after the last).")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
     resume: Optional[str] = Field(None, description="A checkpoint folder (or a run folder: its latest) to continue from.")
-    device: Optional[str] = Field(None, description="Overrides model.device.")
 
 
 class TrainConfig(_Section):
@@ -148,6 +149,18 @@ class TrainConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        """Checks across sections, each saying what to set."""
+        r, o = self.rollout, self.optim
+        if r.group_size < 2:
+            raise ValueError(f"rollout.group_size: {r.group_size} gives each episode a group of its own, so group "
+                             "baselines are empty; set rollout.group_size >= 2")
+        if o.mini_batches > r.n_groups * r.group_size:
+            raise ValueError(f"optim.mini_batches: {o.mini_batches} exceeds the {r.n_groups * r.group_size} episodes "
+                             "of a batch (rollout.n_groups x rollout.group_size); lower it")
+        return self
 
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json")

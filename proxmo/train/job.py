@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -28,9 +27,9 @@ import torch
 
 import envs
 from proxmo.advantage import compute_advantages
-from proxmo.policy import ModelConfig, Policy
+from proxmo.policy import ModelConfig, Policy, UniformPolicy
 from proxmo.rollout import Rollout, RolloutSettings, collect
-from proxmo.rollout.prompts import ANSWER, INTRO
+from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
@@ -49,6 +48,8 @@ class TrainResult:
     history: List[Dict[str, float]] = field(default_factory=list)
     """The metrics of every iteration (what the tracker got)."""
     evaluations: List[Dict[str, float]] = field(default_factory=list)
+    baseline: Dict[str, float] = field(default_factory=dict)
+    """The random agent's evaluation (``val/random/*``) when ``eval.random_baseline`` is on."""
     checkpoint: Optional[Path] = None
 
 
@@ -71,46 +72,14 @@ def run_name(config: TrainConfig) -> str:
     return f"{config.env.name}__{config.advantage.estimator}__s{config.run.seed}__{stamp}"
 
 
-def generated_games(config: TrainConfig) -> Path:
-    """Generate (once) the ALFWorld games of ``env.games`` under the output folder; returns the data folder.
-
-    The folder is named after every setting that changes its content, so a run never picks up games
-    left there by a run with other settings; a marker written last tells a complete folder.
-    """
-    from envs.alfworld.generate import Knobs, generate
-
-    games = config.env.games
-    folder = Path(config.run.output_dir) / "alfworld_games" / (
-        f"seed{games.seed}_r{games.max_receptacles}_d{games.distractors}_n{games.train}-{games.eval}"
-    )
-    if not (folder / ".complete").exists():
-        knobs = Knobs(max_receptacles=games.max_receptacles, distractors=games.distractors)
-        for split, count in ((config.env.train_split, games.train), (config.env.eval_split, games.eval)):
-            for _ in generate(folder, split, count, games.seed, knobs=knobs):
-                pass
-        (folder / ".complete").touch()
-    return folder
-
-
-def _has_alfworld_data(split: str) -> bool:
-    """Whether ``ALFWORLD_DATA`` holds the split (importing alfworld sets the variable to an empty cache)."""
-    from envs.alfworld.game import split_folder
-
-    try:
-        split_folder(split)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def prepare_env(config: TrainConfig) -> EnvSetup:
-    """Resolve the environment options of both splits and list their tasks."""
+    """Resolve the environment options of both splits (preparing their data) and list their tasks."""
     name = config.env.name
+    spec = envs.spec(name)
     options = dict(config.env.options)
     if config.rollout.max_steps is not None:
         options["max_steps"] = config.rollout.max_steps
-    if name == "alfworld" and "data" not in options and not _has_alfworld_data(config.env.train_split):
-        options["data"] = str(generated_games(config))
+    options = spec.prepare(options, Path(config.run.output_dir), (config.env.train_split, config.env.eval_split))
     train_options = {**options, "split": config.env.train_split}
     eval_options = {**options, "split": config.env.eval_split}
     train_env = envs.make(name, **train_options)
@@ -128,19 +97,20 @@ def prepare_env(config: TrainConfig) -> EnvSetup:
 
 
 def tokenizer_corpus(setup: EnvSetup, samples: int = 24, seed: int = 0) -> List[str]:
-    """Texts the tiny model's tokenizer is trained on: the prompt wording and pages of the environment."""
-    corpus = list(INTRO.values()) + list(ANSWER.values())
+    """Texts the tiny model's tokenizer is trained on: the prompt wording and random episodes of the environment."""
+    spec = envs.spec(setup.name)
+    corpus = [spec.intro, *ANSWER.values(), "task: did: now:"]
     rng = random.Random(seed)
     env = envs.make(setup.name, **setup.train_options)
     try:
         for task in rng.sample(setup.train_tasks, min(samples, len(setup.train_tasks))):
             observation, info = env.reset(task)
-            corpus.append(observation)
-            corpus.append(str(info.get("instruction", "")))
+            task_line = spec.task_text(observation, info)
+            corpus.extend([observation, task_line, *spec.corpus(info)])
             for _ in range(4):
-                commands = [c for c in info.get("admissible_commands", []) if "<" not in c]
+                commands = spec.candidates(info.get("admissible_commands", []), task_line)
                 if not commands:
-                    commands = [f"search[{info.get('instruction', '')}]"]
+                    break
                 corpus.extend(commands)
                 observation, _, done, info = env.step(rng.choice(commands))
                 corpus.append(observation)
@@ -151,6 +121,30 @@ def tokenizer_corpus(setup: EnvSetup, samples: int = 24, seed: int = 0) -> List[
     return corpus
 
 
+def model_config_of(config: TrainConfig) -> ModelConfig:
+    """The model settings a run uses: ``model.seed`` defaults to ``run.seed``, so seeds differ in their initialisation."""
+    if config.model.seed is not None:
+        return config.model
+    return config.model.model_copy(update={"seed": config.run.seed})
+
+
+def check_runtime(config: TrainConfig) -> None:
+    """Fail before any work on settings this machine cannot honour."""
+    device = config.model.resolved_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"model.device: {config.model.device!r} asks for CUDA, but this torch "
+                         f"({torch.__version__}) sees no CUDA device; use model.device=cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"model.device: {config.model.device!r}, but only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"model.device: {config.model.device!r}, but MPS is not available here")
+    if config.model.kind in ("hf", "gguf") and config.model.path:
+        path = Path(config.model.path)
+        looks_local = config.model.path.startswith((".", "/", "~")) or path.suffix == ".gguf"
+        if looks_local and not path.expanduser().exists():
+            raise FileNotFoundError(f"model.path: {config.model.path!r} does not exist")
+
+
 class Trainer:
     """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
 
@@ -158,15 +152,26 @@ class Trainer:
         self.config = config
         self.progress = progress
         _quiet_transformers()
-        if config.run.device:
-            config = config.model_copy(update={"model": config.model.model_copy(update={"device": config.run.device})})
-            self.config = config
+        check_runtime(config)
         resume = _resume_path(config.run.resume)
         self.run_dir = resume.parent.parent if resume else Path(config.run.output_dir) / run_name(config)
+        created = not self.run_dir.exists()
+        try:
+            self._build(config, resume)
+            self.tracker = tracker or self._make_tracker(resume is not None)
+        except BaseException:
+            if created:  # a failed start leaves no half-made run folder behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        self._pool = None
+        self._status = ""
+
+    def _build(self, config: TrainConfig, resume: Optional[Path]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, self.run_dir / "config.yaml")
         torch.manual_seed(config.run.seed)
         self.setup = prepare_env(config)
+        self.spec = envs.spec(config.env.name)
         self.policy, self.reference = self._policies(resume)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],
@@ -182,9 +187,6 @@ class Trainer:
             self.generator.set_state(state["generator"])
             self.task_rng.setstate(state["task_rng"])
             self.start_iteration = int(state["iteration"])
-        self.tracker = tracker or self._make_tracker(resume is not None)
-        self._pool = None
-        self._status = ""
 
     # -- set-up ------------------------------------------------------------------------------
     def _make_tracker(self, resuming: bool) -> Tracker:
@@ -200,20 +202,21 @@ class Trainer:
 
     def _policies(self, resume: Optional[Path]) -> Tuple[Policy, Optional[Policy]]:
         config = self.config
+        model = model_config_of(config)
         reference_dir = self.run_dir / "reference"
         if resume:
-            policy = Policy.from_config(_saved_model_config(config.model, resume / "model"))
+            policy = Policy.from_config(_saved_model_config(model, resume / "model"))
         else:
-            corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if config.model.kind == "tiny" else ()
-            policy = Policy.from_config(config.model, corpus)
+            corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if model.kind == "tiny" else ()
+            policy = Policy.from_config(model, corpus)
         reference = None
         if config.optim.kl_coef > 0:  # the KL reference is the initial policy
             if not resume:
-                reference = Policy(copy.deepcopy(policy.model), policy.tokenizer, config.model)
-                if config.model.kind == "tiny":  # its initial weights exist only in this run: keep them
+                reference = Policy(copy.deepcopy(policy.model), policy.tokenizer, model, policy.compute_dtype)
+                if model.kind == "tiny":  # its initial weights exist only in this run: keep them
                     policy.save(reference_dir)
             else:
-                initial = _saved_model_config(config.model, reference_dir) if config.model.kind == "tiny" else config.model
+                initial = _saved_model_config(model, reference_dir) if model.kind == "tiny" else model
                 reference = Policy.from_config(initial)
             reference.model.eval()
             reference.model.requires_grad_(False)
@@ -233,8 +236,8 @@ class Trainer:
 
     def _settings(self, temperature: float) -> RolloutSettings:
         r = self.config.rollout
-        return RolloutSettings(self.setup.name, r.history_length, temperature, r.action_mode,
-                               length_normalize=r.choose_score == "mean")
+        return RolloutSettings(self.spec, r.history_length, temperature, r.action_mode,
+                               length_normalize=r.choose_score == "mean", prompt_style=r.prompt_style)
 
     # -- one iteration ----------------------------------------------------------------------
     def sample_tasks(self) -> List[Any]:
@@ -262,9 +265,11 @@ class Trainer:
         with timings("adv"):
             result = compute_advantages(rollout.step_batch(), c.advantage)
         advantages = torch.from_numpy(result.advantages).float()
-        sequences = Sequences([s.prompt_ids for s in steps], [s.response_ids for s in steps])
+        sequences = self._sequences(steps)
         old = None
-        if c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
+        if sequences.candidate_level:  # the behaviour policy's log pi(choice), exactly as acting computed it
+            old = [torch.tensor([s.logprob], dtype=torch.float32) for s in steps]
+        elif c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
             with timings("old_logprob"):
                 old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size)
         ref = None
@@ -281,21 +286,47 @@ class Trainer:
         metrics["batch/steps"] = float(len(steps))
         metrics["batch/response_tokens"] = float(sum(len(s.response_ids) for s in steps))
         metrics["batch/prompt_tokens_mean"] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
-        if "train/score" in metrics:
-            metrics["webshop/score"] = metrics["train/score"]
         metrics.update(timings.metrics(total))
         metrics["timing/iteration_s"] = total
-        self._status = f"success {metrics.get('train/success', 0.0):.2f}  {total:.1f}s/it"
+        metrics["timing/steps_per_s"] = len(rollout.steps) / total
+        self._status = f"success {metrics.get('train/success', 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
         return metrics
+
+    def _sequences(self, steps) -> Sequences:
+        """What the update trains: token sequences, or in choose mode the candidate distributions."""
+        r = self.config.rollout
+        candidate_level = all(s.candidate_ids is not None for s in steps)
+        return Sequences(
+            [s.prompt_ids for s in steps],
+            [s.response_ids for s in steps],
+            temperature=r.temperature,
+            candidate_ids=[s.candidate_ids for s in steps] if candidate_level else None,
+            choice=[s.choice for s in steps] if candidate_level else None,
+            length_normalize=r.choose_score == "mean",
+        )
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self) -> Dict[str, float]:
-        """One episode per eval task at the eval temperature; success overall and per category."""
+        """``eval.episodes_per_task`` episodes per eval task at the eval temperature (and greedily with
+        ``eval.greedy``); success overall and per category, with its standard error."""
         c = self.config
-        tasks = self.setup.eval_tasks
+        metrics = self._play_eval(self.policy, c.eval.temperature, "val")
+        if metrics and c.eval.greedy:
+            metrics.update(self._play_eval(self.policy, 0.0, "val/greedy"))
+        return metrics
+
+    def evaluate_random(self) -> Dict[str, float]:
+        """A uniformly random agent over the same candidate actions, on the same eval episodes (``val/random/*``)."""
+        if self.config.rollout.action_mode != "choose":
+            return {}
+        return self._play_eval(UniformPolicy(), 1.0, "val/random")
+
+    def _play_eval(self, policy, temperature: float, prefix: str) -> Dict[str, float]:
+        c = self.config
+        tasks = [task for task in self.setup.eval_tasks for _ in range(c.eval.episodes_per_task)]
         if not tasks:
             return {}
-        settings = self._settings(c.eval.temperature)
+        settings = self._settings(temperature)
         generator = torch.Generator().manual_seed(c.run.seed + 1)  # same episodes at every evaluation
         batch = min(c.eval.batch, len(tasks))
         merged = Rollout()
@@ -305,10 +336,10 @@ class Trainer:
             for first in range(0, len(tasks), batch):
                 chunk = list(tasks[first : first + batch])
                 padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
-                part = collect(pool, self.policy, padded, settings, generator, traj_offset=first)
+                part = collect(pool, policy, padded, settings, generator, traj_offset=first)
                 merged.episodes.extend(part.episodes[: len(chunk)])
-        metrics = rollout_metrics(merged, "val")
-        metrics["timing/eval_s"] = time.perf_counter() - start
+        metrics = rollout_metrics(merged, prefix)
+        metrics[metric_key("timing", prefix.replace("/", "_") + "_s")] = time.perf_counter() - start
         return metrics
 
     # -- the loop ---------------------------------------------------------------------------
@@ -320,6 +351,8 @@ class Trainer:
             if self.start_iteration == 0:
                 self.tracker.log_params(c.to_dict())
                 self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind})
+            if self.start_iteration == 0 and c.eval.random_baseline:
+                self._log_random(result)
             if c.eval.at_start and self.start_iteration == 0:
                 self._log_eval(result, 0)
             for index in self._iterations():
@@ -343,6 +376,7 @@ class Trainer:
             self.close(status)
         (self.run_dir / "summary.json").write_text(json.dumps(
             {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
+             "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
              "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
         return result
 
@@ -367,6 +401,12 @@ class Trainer:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
             logger.info("eval at %d: success %.3f", step, metrics.get("val/success", float("nan")))
+
+    def _log_random(self, result: TrainResult) -> None:
+        metrics = self.evaluate_random()
+        if metrics:
+            result.baseline = metrics
+            self.tracker.log_metrics(metrics, step=0)
 
     def save(self, step: int) -> Path:
         folder = save_checkpoint(

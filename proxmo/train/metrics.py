@@ -27,7 +27,10 @@ def rollout_metrics(rollout: Rollout, prefix: str) -> Dict[str, float]:
     metrics[metric_key(prefix, "aborted")] = float(aborted)
     if not episodes:
         return metrics
-    metrics[metric_key(prefix, "success")] = float(np.mean([e.won for e in episodes]))
+    success = float(np.mean([e.won for e in episodes]))
+    metrics[metric_key(prefix, "success")] = success
+    # Standard error of a success rate over independent episodes: what a difference must beat.
+    metrics[metric_key(prefix, "success_se")] = float(np.sqrt(success * (1 - success) / len(episodes)))
     metrics[metric_key(prefix, "reward")] = float(np.mean([e.reward for e in episodes]))
     metrics[metric_key(prefix, "episode_length")] = float(np.mean([e.length for e in episodes]))
     steps = sum(e.length for e in episodes)

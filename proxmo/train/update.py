@@ -1,16 +1,25 @@
 """The PPO-style actor update over the steps of one rollout: log-probabilities, mini-batches, micro-batches.
 
-Each step is one sequence (its prompt, then its response); its advantage is broadcast to every
-response token. Old log-probabilities are recomputed with the current weights before the update
-(as the reference runs do), so sampling details (temperature, candidate scoring) never leak into
-the ratio. A mini-batch is one optimizer step; it is split into micro-batches of similar length
-whose losses are weighted so that the accumulated gradient equals that of the whole mini-batch.
+Two kinds of policy are trained, each with the distribution it acted with:
+
+* token level (``generate``): a step is one sequence (its prompt, then its response) and its
+  advantage is broadcast to every response token; log-probs use the rollout temperature, as sampling did.
+* candidate level (``choose``): the policy is pi(k | prompt) = softmax(score_k / T) over the step's
+  candidate actions, so a step is one "token": the ratio, the KL to the reference and the entropy are
+  those of that distribution, recomputed exactly as acting computed it.
+
+Old log-probabilities are recomputed with the current weights before the update (as the reference
+runs do); in candidate mode the acting-time log pi(choice) is the old log-prob. A mini-batch is one
+optimizer step; it is split into micro-batches of similar length whose losses are weighted so that
+the accumulated gradient equals that of the whole mini-batch. Forward passes of the update run without
+dropout (a model with dropout would otherwise have a ratio != 1 before any step).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 
@@ -25,19 +34,82 @@ class ScoringPolicy(Protocol):
 
     def token_logprobs(self, prompt_ids, response_ids, temperature=1.0, with_entropy=False): ...
 
+    def candidate_logprobs(self, prompt_ids, candidate_ids, temperature, length_normalize=False): ...
+
 
 @dataclass
 class Sequences:
-    """The token sequences of the trained steps."""
+    """The token sequences of the trained steps, and the distribution their actions were sampled from."""
 
     prompt_ids: List[List[int]]
     response_ids: List[List[int]]
+    temperature: float = 1.0
+    """Sampling temperature of the rollout: log-probs are those of softmax(logits / T) (or of scores / T)."""
+    candidate_ids: Optional[List[List[List[int]]]] = None
+    """Candidate level (choose mode): per step, the response ids of every candidate; None: token level."""
+    choice: Optional[List[int]] = None
+    """Candidate level: per step, the index of the chosen candidate."""
+    length_normalize: bool = False
+    """Candidate level: scores are mean (True) or summed token log-probs."""
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature: the trained distribution needs a temperature > 0, got {self.temperature}")
+        if self.candidate_ids is not None:
+            if self.choice is None or len(self.choice) != len(self) or len(self.candidate_ids) != len(self):
+                raise ValueError("candidate_ids and choice: one list of candidates and one index per step")
+            for i, (options, k) in enumerate(zip(self.candidate_ids, self.choice)):
+                if not 0 <= k < len(options):
+                    raise ValueError(f"choice[{i}]: {k} is not an index of its {len(options)} candidates")
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
+    @property
+    def candidate_level(self) -> bool:
+        return self.candidate_ids is not None
+
     def lengths(self) -> List[int]:
+        if self.candidate_ids is not None:
+            return [len(p) + sum(len(r) for r in c) for p, c in zip(self.prompt_ids, self.candidate_ids)]
         return [len(p) + len(r) for p, r in zip(self.prompt_ids, self.response_ids)]
+
+    def action_logprobs(self, policy: ScoringPolicy, chunk: Sequence[int], with_entropy: bool = False
+                        ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """``(logprobs [B, R], entropy [B, R] or None, mask [B, R])`` of the steps in ``chunk`` under ``policy``.
+
+        Token level: R is the longest response. Candidate level: R = 1, the log-prob of the chosen
+        candidate and the entropy of the candidate distribution. Gradients flow when enabled.
+        """
+        prompts = [self.prompt_ids[i] for i in chunk]
+        if self.candidate_ids is None:
+            return policy.token_logprobs(prompts, [self.response_ids[i] for i in chunk], self.temperature,
+                                         with_entropy=with_entropy)
+        logpis = policy.candidate_logprobs(prompts, [self.candidate_ids[i] for i in chunk], self.temperature,
+                                           self.length_normalize)
+        chosen = torch.stack([logpi[self.choice[i]] for logpi, i in zip(logpis, chunk)])[:, None]
+        entropy = None
+        if with_entropy:
+            entropy = torch.stack([-(logpi.exp() * logpi).sum() for logpi in logpis])[:, None]
+        return chosen, entropy, torch.ones_like(chosen)
+
+
+@contextmanager
+def update_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Forward passes for the update: no dropout (as when acting), but gradient checkpointing stays on.
+
+    Hugging Face layers checkpoint only in train mode, so the layers that checkpoint keep their train
+    flag while every other module (attention and dropout included) is in eval mode.
+    """
+    was_training = model.training
+    model.eval()
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False):
+            module.training = True
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _pad(rows: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -57,20 +129,17 @@ def micro_batches(indices: Sequence[int], lengths: Sequence[int], size: int) -> 
 
 @torch.no_grad()
 def sequence_logprobs(policy: ScoringPolicy, sequences: Sequences, micro_batch_size: int) -> List[torch.Tensor]:
-    """Per-step response log-probabilities ``(len(response),)`` on the CPU, in step order."""
-    was_training = policy.model.training
-    policy.model.eval()
+    """Per-step log-probabilities of the actions on the CPU, in step order.
+
+    Token level: ``(len(response),)`` per step; candidate level: ``(1,)``, log pi(choice | prompt).
+    """
     result: List[Optional[torch.Tensor]] = [None] * len(sequences)
-    try:
+    with update_mode(policy.model):
         for chunk in micro_batches(range(len(sequences)), sequences.lengths(), micro_batch_size):
-            logprobs, _, mask = policy.token_logprobs(
-                [sequences.prompt_ids[i] for i in chunk], [sequences.response_ids[i] for i in chunk]
-            )
+            logprobs, _, mask = sequences.action_logprobs(policy, chunk)
             for row, i in enumerate(chunk):
                 n = int(mask[row].sum().item())
                 result[i] = logprobs[row, :n].float().cpu()
-    finally:
-        policy.model.train(was_training)
     return [r for r in result if r is not None]
 
 
@@ -97,25 +166,26 @@ def ppo_update(
     n = len(sequences)
     if advantages.shape != (n,):
         raise ValueError(f"advantages: expected shape ({n},), got {tuple(advantages.shape)}")
-    policy.model.train()
     lengths = sequences.lengths()
-    response_tokens = [len(r) for r in sequences.response_ids]
+    # Candidate level: every step is one action, whatever the length of its text.
+    response_tokens = [1] * n if sequences.candidate_level else [len(r) for r in sequences.response_ids]
     device = next(policy.model.parameters()).device
     totals: Dict[str, float] = {}
     updates = 0
-    for _ in range(config.ppo_epochs):
-        order = torch.randperm(n, generator=generator).tolist()
-        for part in range(config.mini_batches):
-            mini = order[part * n // config.mini_batches : (part + 1) * n // config.mini_batches]
-            if not mini:
-                continue
-            stats = _mini_batch_step(
-                policy, optimizer, sequences, advantages, old_logprobs, ref_logprobs, config, mini, lengths,
-                response_tokens, device,
-            )
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            updates += 1
+    with update_mode(policy.model):
+        for _ in range(config.ppo_epochs):
+            order = torch.randperm(n, generator=generator).tolist()
+            for part in range(config.mini_batches):
+                mini = order[part * n // config.mini_batches : (part + 1) * n // config.mini_batches]
+                if not mini:
+                    continue
+                stats = _mini_batch_step(
+                    policy, optimizer, sequences, advantages, old_logprobs, ref_logprobs, config, mini, lengths,
+                    response_tokens, device,
+                )
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                updates += 1
     return {key: value / max(updates, 1) for key, value in totals.items()}
 
 
@@ -126,11 +196,8 @@ def _mini_batch_step(policy, optimizer, sequences, advantages, old_logprobs, ref
     mini_total = sum(response_tokens[i] for i in mini) if token_mean else len(mini)
     stats: Dict[str, float] = {}
     for chunk in micro_batches(mini, lengths, config.micro_batch_size):
-        logprobs, entropy, mask = policy.token_logprobs(
-            [sequences.prompt_ids[i] for i in chunk],
-            [sequences.response_ids[i] for i in chunk],
-            with_entropy=config.entropy_coef > 0,
-        )
+        logprobs, entropy, mask = sequences.action_logprobs(
+            policy, chunk, with_entropy=config.entropy_coef > 0 or sequences.candidate_level)  # cheap per candidate
         if old_logprobs is None:
             old = logprobs.detach().float()
         else:
