@@ -33,7 +33,7 @@ from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.tracking import Tracker, make_tracker
+from proxmo.train.tracking import Tracker, make_tracker, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ class Trainer:
         try:
             self._build(config, resume)
             self.tracker = tracker or self._make_tracker(resume is not None)
+            if resume:  # the iterations after the checkpoint are replayed: keep one point per step
+                self.tracker = skip_logged(self.tracker)
         except BaseException:
             if created:  # a failed start leaves no half-made run folder behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)

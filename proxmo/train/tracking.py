@@ -23,7 +23,7 @@ import shutil
 import threading
 import time
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Set, runtime_checkable
 from urllib.parse import unquote
 
 # Limits of the MLflow tracking API (mlflow.utils.validation); the JSONL tracker applies them too so
@@ -335,6 +335,13 @@ class JsonlTracker(_ClosingContext):
             _write_json(self.folder / "status.json", {"status": status, "time": time.time()})
             self.closed = True
 
+    def logged(self) -> Dict[int, Set[str]]:
+        """The metric names already recorded at each step."""
+        points: Dict[int, Set[str]] = {}
+        for record in read_metrics(self.folder):
+            points.setdefault(int(record["step"]), set()).update(record["metrics"])
+        return points
+
 
 def read_metrics(folder: str | Path) -> List[Dict[str, Any]]:
     """Load the records of ``folder/metrics.jsonl`` written by :class:`JsonlTracker`, in order.
@@ -486,6 +493,14 @@ class MlflowTracker(_ClosingContext):
         for chunk in _batches(items, MAX_PARAMS_TAGS_PER_BATCH):
             self._log_batch(tags=chunk)
 
+    def logged(self) -> Dict[int, Set[str]]:
+        """The metric names already recorded at each step of this run."""
+        points: Dict[int, Set[str]] = {}
+        for key in self.client.get_run(self.run_id).data.metrics:
+            for metric in self.client.get_metric_history(self.run_id, key):
+                points.setdefault(int(metric.step), set()).add(key)
+        return points
+
     def close(self, status: str = "FINISHED") -> None:
         """End the run; closing twice is a no-op so ``with`` plus an explicit close is safe."""
         _check_status(status)
@@ -533,6 +548,44 @@ class MultiTracker(_ClosingContext):
         self._each("close", status)
 
 
+class SkipLogged(_ClosingContext):
+    """Forwards to ``tracker`` every metric point it does not hold yet.
+
+    A resumed run replays the iterations after its last checkpoint with the same random states, so
+    those points are already recorded (with the same values); skipping them keeps one point per step.
+    """
+
+    def __init__(self, tracker: Tracker, logged: Mapping[int, Set[str]]):
+        self.tracker = tracker
+        self._logged = {step: set(keys) for step, keys in logged.items()}
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.tracker.log_params(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        held = self._logged.get(int(step), set())
+        fresh = {key: value for key, value in metrics.items() if key not in held}
+        if fresh:
+            self.tracker.log_metrics(fresh, step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.tracker.log_artifact(path, artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.tracker.set_tags(tags)
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.tracker.close(status)
+
+
+def skip_logged(tracker: Tracker) -> Tracker:
+    """``tracker`` made to skip the points each of its parts already holds (see :class:`SkipLogged`)."""
+    if isinstance(tracker, MultiTracker):
+        return MultiTracker(*(skip_logged(part) for part in tracker.trackers))
+    logged = getattr(tracker, "logged", None)
+    return SkipLogged(tracker, logged()) if callable(logged) else tracker
+
+
 def make_tracker(
     kind: str,
     folder: str | Path,
@@ -564,6 +617,7 @@ __all__ = [
     "MlflowTracker",
     "MultiTracker",
     "NullTracker",
+    "SkipLogged",
     "STATUSES",
     "TRACKER_KINDS",
     "Tracker",
@@ -571,4 +625,5 @@ __all__ = [
     "flatten_params",
     "make_tracker",
     "read_metrics",
+    "skip_logged",
 ]

@@ -15,7 +15,7 @@ TINY = [
 
 def test_reproduce_flow_publishes_the_results_table(tmp_path):
     rows = reproduce_flow(
-        estimators=["grpo", "proxmo"], seeds=[0], overrides=[*TINY, "env.games.train=6", "env.games.eval=6"],
+        estimators=["grpo", "proxmo"], seeds=[0], overrides=[*TINY, "env.options.games.train=6", "env.options.games.eval=6"],
         webshop_preset=None, output_dir=str(tmp_path / "runs"),
     )
     assert [row["method"] for row in rows] == ["grpo", "proxmo"]

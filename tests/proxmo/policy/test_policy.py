@@ -231,7 +231,8 @@ def test_a_trained_policy_stops_at_end_of_turn(fresh_policy):
     cap = len(targets[0]) + 2
     capped = policy.generate(prompts, 0.0, max_new_tokens=cap)
     assert [c.response_ids for c in capped] == [targets[0], targets[1][:cap]]
-    assert policy.choose(prompts[:1], [["examine the mug 3 closely", "look"]], 0.0) == [Choice(1, "look", targets[0])]
+    [choice] = policy.choose(prompts[:1], [["examine the mug 3 closely", "look"]], 0.0)
+    assert (choice.index, choice.text, choice.response_ids) == (1, "look", targets[0])
 
 
 def test_generation_rejects_bad_arguments(policy):
@@ -258,11 +259,47 @@ def test_tiny_model_is_seeded_and_leaves_the_global_rng_alone():
     assert a.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def test_bfloat16_tiny_model_runs():
+def test_bfloat16_keeps_float32_master_weights_and_computes_in_bfloat16():
     policy = Policy.from_config(ModelConfig(**SMALL, dtype="bfloat16", device="cpu"), CORPUS)
-    assert policy.model.dtype == torch.bfloat16
+    assert policy.model.dtype == torch.float32 and policy.compute_dtype == torch.bfloat16
     logprobs, _, _ = policy.token_logprobs(prompts_of(policy), [policy.encode_response("look")] * 3)
     assert logprobs.dtype == torch.float32 and torch.isfinite(logprobs).all()
+    # The forward pass really runs in bfloat16: the result differs from the float32 one.
+    exact = Policy(policy.model, policy.tokenizer, policy.config)
+    full, _, _ = exact.token_logprobs(prompts_of(policy), [policy.encode_response("look")] * 3)
+    assert not torch.equal(full, logprobs)
+    torch.testing.assert_close(full, logprobs, atol=0.1, rtol=0.05)
+
+
+def test_bfloat16_without_master_weights_stays_bfloat16():
+    policy = Policy.from_config(ModelConfig(**SMALL, dtype="bfloat16", device="cpu", master_weights=False), CORPUS)
+    assert policy.model.dtype == torch.bfloat16 and policy.compute_dtype is None
+    logprobs, _, _ = policy.token_logprobs(prompts_of(policy), [policy.encode_response("look")] * 3)
+    assert torch.isfinite(logprobs).all()
+
+
+def test_candidate_logprobs_are_the_acting_distribution(policy):
+    prompts = prompts_of(policy)
+    for normalize in (False, True):
+        scores = policy.score_candidates(prompts, CANDIDATES, length_normalize=normalize)
+        encoded = [[policy.encode_response(a) for a in actions] for actions in CANDIDATES]
+        with torch.no_grad():
+            logpis = policy.candidate_logprobs(prompts, encoded, 2.0, normalize)
+        for logpi, score in zip(logpis, scores):
+            torch.testing.assert_close(logpi, torch.log_softmax(score / 2.0, -1), atol=1e-5, rtol=0)
+        choices = policy.choose(prompts, CANDIDATES, 2.0, torch.Generator().manual_seed(0), length_normalize=normalize)
+        for choice, logpi, encoded_i in zip(choices, logpis, encoded):
+            assert choice.candidate_ids == encoded_i
+            assert abs(choice.logprob - float(logpi[choice.index])) < 1e-5
+
+
+def test_candidate_logprobs_carry_gradients(fresh_policy):
+    prompts = prompts_of(fresh_policy)
+    encoded = [[fresh_policy.encode_response(a) for a in actions] for actions in CANDIDATES]
+    logpis = fresh_policy.candidate_logprobs(prompts, encoded, 1.0)
+    torch.stack([logpi[0] for logpi in logpis]).sum().backward()
+    grads = [p.grad for p in fresh_policy.model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_saved_policy_loads_back_as_hf_with_identical_logits(policy, tmp_path):

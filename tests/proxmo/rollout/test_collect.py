@@ -45,7 +45,7 @@ class TaskScript:
 
 def test_tiny_policy_rollout_records_every_step(tiny_policy):
     with envs.EnvPool("toy", {}, n_groups=3, group_size=2) as pool:
-        rollout = collect(pool, tiny_policy, [0, 1, 2], RolloutSettings("toy", action_mode="choose"),
+        rollout = collect(pool, tiny_policy, [0, 1, 2], RolloutSettings(envs.spec("toy"), action_mode="choose"),
                           torch.Generator().manual_seed(0), traj_offset=10)
     assert [e.traj for e in rollout.episodes] == list(range(10, 16))
     assert [e.task for e in rollout.episodes] == [0, 0, 1, 1, 2, 2]
@@ -65,7 +65,7 @@ def test_tiny_policy_rollout_records_every_step(tiny_policy):
 def test_same_generator_seed_same_rollout(tiny_policy):
     def actions(seed):
         with envs.EnvPool("toy", {}, n_groups=2, group_size=4) as pool:
-            rollout = collect(pool, tiny_policy, [2, 2], RolloutSettings("toy", action_mode="choose"),
+            rollout = collect(pool, tiny_policy, [2, 2], RolloutSettings(envs.spec("toy"), action_mode="choose"),
                               torch.Generator().manual_seed(seed))
         return [(s.traj, s.t, s.action) for s in rollout.steps]
 
@@ -75,7 +75,7 @@ def test_same_generator_seed_same_rollout(tiny_policy):
 
 def test_aborted_episodes_and_invalid_format_are_flagged():
     with envs.EnvPool("toy", {}, n_groups=3, group_size=2) as pool:
-        rollout = collect(pool, TaskScript(), [0, 1, 2], RolloutSettings("toy", action_mode="generate"))
+        rollout = collect(pool, TaskScript(), [0, 1, 2], RolloutSettings(envs.spec("toy"), action_mode="generate"))
     aborted = [e for e in rollout.episodes if e.aborted]
     assert [e.task for e in aborted] == [1, 1] and all("exploded" in e.error for e in aborted)
     trained = rollout.trained_steps()
@@ -96,12 +96,12 @@ def test_long_prompts_drop_history_before_the_task_line(tiny_policy):
         memory.remember("go win " * 40, "go")
     state = _Slot(memory, None, "task 1: start", ["go", "win"])
     roomy = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": 10**5}))
-    lengths = [len(_encode_fitting(roomy, state, RolloutSettings("toy", history_length=h, action_mode="choose"), "choose"))
+    lengths = [len(_encode_fitting(roomy, state, RolloutSettings(envs.spec("toy"), history_length=h, action_mode="choose"), "choose"))
                for h in (0, 1, 2)]
     assert lengths[0] < lengths[1] < lengths[2]
     limit = (lengths[1] + lengths[2]) // 2  # room for one history pair, not two
     tight = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": limit}))
-    ids = _encode_fitting(tight, state, RolloutSettings("toy", history_length=2, action_mode="choose"), "choose")
+    ids = _encode_fitting(tight, state, RolloutSettings(envs.spec("toy"), history_length=2, action_mode="choose"), "choose")
     assert len(ids) == lengths[1]
     text = tiny_policy.tokenizer.decode(ids)
     assert "find the blue mug" in text and "task 1: start" in text and "[Observation 3:" in text

@@ -2,12 +2,16 @@
 
 import pytest
 
-from proxmo.rollout import EpisodeMemory, candidate_actions, parse_action, render_prompt, search_queries, task_text
+import envs
+from proxmo.rollout import EpisodeMemory, parse_action, render_prompt, response_format
+
+ALFWORLD_INTRO = envs.spec("alfworld").intro
 
 
 def test_first_step_prompt_lists_task_observation_and_actions():
     memory = EpisodeMemory("put a tomato in countertop")
-    prompt = render_prompt("alfworld", memory, "You are in the middle of a room.", ["go to cabinet 1", "look"])
+    prompt = render_prompt(ALFWORLD_INTRO, memory, "You are in the middle of a room.", ["go to cabinet 1", "look"])
+    assert prompt.startswith(ALFWORLD_INTRO)
     assert "Your task is to: put a tomato in countertop." in prompt
     assert "Your current observation is: You are in the middle of a room." in prompt
     assert "[\ngo to cabinet 1\nlook\n]" in prompt
@@ -19,13 +23,13 @@ def test_history_window_keeps_only_the_last_pairs():
     memory = EpisodeMemory("task")
     for i in range(5):
         memory.remember(f"obs{i}", f"act{i}")
-    prompt = render_prompt("webshop", memory, "now", ["click[buy now]"], history_length=2, action_mode="choose")
+    prompt = render_prompt("intro", memory, "now", ["click[buy now]"], history_length=2, action_mode="choose")
     assert "You have taken 5 step(s)" in prompt
     assert "[Observation 4: obs3]" in prompt and "[Action 5: act4]" in prompt
     assert "obs2" not in prompt and "act2" not in prompt
     assert "You are now at step 6" in prompt
     assert "<think>" not in prompt
-    none = render_prompt("webshop", memory, "now", ["x"], history_length=0)
+    none = render_prompt("intro", memory, "now", ["x"], history_length=0)
     assert "obs4" not in none
 
 
@@ -49,17 +53,39 @@ def test_parse_action_without_think_requirement():
     assert parse_action("<action>look</action>", require_think=False) == ("look", True)
 
 
-def test_task_text_from_each_environment():
-    assert task_text("alfworld", "You see a fridge 1.\n\nYour task is to: heat some egg and put it in garbagecan.", {}) == (
-        "heat some egg and put it in garbagecan"
+def test_compact_prompt_holds_task_recent_actions_and_observation_only():
+    memory = EpisodeMemory("put a tomato in countertop")
+    assert render_prompt("intro", memory, " You see a fridge 1. ", ["look"], style="compact") == (
+        "task: put a tomato in countertop\nnow: You see a fridge 1."
     )
-    assert task_text("webshop", "WebShop [SEP] Search", {"instruction": "i need a red mug"}) == "i need a red mug"
+    for i in range(4):
+        memory.remember(f"obs{i}", f"act{i}")
+    prompt = render_prompt("intro", memory, "now here", ["look"], history_length=2, style="compact")
+    assert prompt == "task: put a tomato in countertop\ndid: act2 | act3\nnow: now here"
+    assert "intro" not in prompt and "obs" not in prompt
+    assert render_prompt("intro", EpisodeMemory(""), "x", [], style="compact") == "now: x"
+    with pytest.raises(ValueError, match="style"):
+        render_prompt("intro", memory, "x", [], style="verbose")
+
+
+def test_choose_candidates_are_tagged_in_chat_style_and_bare_in_compact():
+    assert response_format("chat")("look") == "<action>look</action>"
+    assert response_format("compact")("look") == "look"
+
+
+def test_task_text_from_each_environment():
+    alfworld, webshop = envs.spec("alfworld"), envs.spec("webshop")
+    observation = "You see a fridge 1.\n\nYour task is to: heat some egg and put it in garbagecan."
+    assert alfworld.task_text(observation, {}) == "heat some egg and put it in garbagecan"
+    assert webshop.task_text("WebShop [SEP] Search", {"instruction": "i need a red mug"}) == "i need a red mug"
 
 
 def test_search_placeholder_becomes_concrete_queries():
+    from envs.webshop import search_queries
+
     instruction = "i need a face moisturizer that is non comedogenic in size 1.7 oz, and price lower than 50.00 dollars"
     queries = search_queries(instruction)
     assert queries[0] == instruction
     assert queries[1] == "face moisturizer that is non comedogenic in size 1.7 oz"
-    actions = candidate_actions(["search[<your query>]", "click[back to search]"], instruction)
+    actions = envs.spec("webshop").candidates(["search[<your query>]", "click[back to search]"], instruction)
     assert actions == [f"search[{q}]" for q in queries] + ["click[back to search]"]
