@@ -17,7 +17,8 @@ from proxmo.advantage.registry import (
     register_estimator,
     register_similarity_backend,
 )
-from proxmo.advantage.similarity import Bm25Backend, EmbeddingBackend, SimilarityBackend, TfidfBackend
+from proxmo.advantage.registry import SimilarityBackend
+from proxmo.advantage.similarity import Bm25Backend, EmbeddingBackend, TfidfBackend
 from proxmo.advantage.estimators import AdvantageResult, Components, compute_advantages, episode_plus_step
 
 __all__ = [

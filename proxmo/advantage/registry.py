@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict
+from typing import Any, Callable, Dict, Protocol, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
-    from proxmo.advantage.similarity import SimilarityBackend
+import numpy as np
+
+
+class SimilarityBackend(Protocol):
+    """Turns texts into l2-normalised row vectors; the similarity of two texts is their dot product."""
+
+    def vectorize(self, texts: Sequence[str], counts: np.ndarray, n_rows: int, config) -> Any:
+        """Vectors of ``texts`` (distinct), where text k stands for ``counts[k]`` rows of ``n_rows``:
+        a dense array or a scipy sparse matrix, one row per text."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,7 @@ class Estimator:
 
 
 ESTIMATORS: Dict[str, Estimator] = {}
-SIMILARITY_BACKENDS: Dict[str, "SimilarityBackend"] = {}
+SIMILARITY_BACKENDS: Dict[str, SimilarityBackend] = {}
 
 _ESTIMATOR_DEFAULT_KEYS = {"normalization", "modulation", "step_grouping"}
 
@@ -33,7 +41,9 @@ _ESTIMATOR_DEFAULT_KEYS = {"normalization", "modulation", "step_grouping"}
 def register_estimator(
     name: str, *, defaults: Dict[str, Any], compute: Callable[..., Any], description: str = ""
 ) -> Estimator:
-    """Register an estimator under ``name`` (replacing one of the same name)."""
+    """Register an estimator under ``name``; a taken name raises (the first registration stays)."""
+    if name in ESTIMATORS:
+        raise ValueError(f"estimator: {name!r} is already registered; pick another name")
     unknown = set(defaults) - _ESTIMATOR_DEFAULT_KEYS
     if unknown:
         raise ValueError(f"defaults: unknown keys {sorted(unknown)}; allowed: {sorted(_ESTIMATOR_DEFAULT_KEYS)}")
@@ -45,10 +55,12 @@ def register_estimator(
     return estimator
 
 
-def register_similarity_backend(name: str, backend: "SimilarityBackend") -> "SimilarityBackend":
+def register_similarity_backend(name: str, backend: SimilarityBackend) -> SimilarityBackend:
     """Register a similarity backend (an object with a ``vectorize`` method) under ``name``."""
     if not callable(getattr(backend, "vectorize", None)):
         raise TypeError(f"backend {name!r}: needs a vectorize(texts, counts, n_rows, config) method")
+    if name in SIMILARITY_BACKENDS:
+        raise ValueError(f"similarity backend: {name!r} is already registered; pick another name")
     SIMILARITY_BACKENDS[name] = backend
     return backend
 

@@ -10,24 +10,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Callable, List, Protocol, Sequence
+from typing import Callable, List, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from proxmo.advantage.registry import register_similarity_backend
+from proxmo.advantage.registry import SimilarityBackend, register_similarity_backend
 
 # scikit-learn's default token pattern keeps runs of two or more word characters; the option
 # keep_single_char_tokens keeps one-character runs too, so that 'cabinet 1' and 'cabinet 2' differ.
 TOKEN_PATTERN_SINGLE_CHAR = re.compile(r"(?u)\b\w+\b")
-
-
-class SimilarityBackend(Protocol):
-    """Turns texts into l2-normalised row vectors; the similarity of two texts is their dot product."""
-
-    def vectorize(self, texts: Sequence[str], counts: np.ndarray, n_rows: int, config) -> "np.ndarray | sp.csr_matrix":
-        """Vectors of ``texts`` (distinct), where text k stands for ``counts[k]`` rows of ``n_rows``."""
-        ...
 
 
 # Tokenising every text on its own costs a Python call per text; instead all texts are joined

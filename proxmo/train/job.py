@@ -80,8 +80,12 @@ def prepare_env(config: TrainConfig) -> EnvSetup:
     if config.rollout.max_steps is not None:
         options["max_steps"] = config.rollout.max_steps
     options = spec.prepare(options, Path(config.run.output_dir), (config.env.train_split, config.env.eval_split))
-    train_options = {**options, "split": config.env.train_split}
-    eval_options = {**options, "split": config.env.eval_split}
+    accepted = envs.option_names(name)
+    if accepted is None or "split" in accepted:
+        train_options = {**options, "split": config.env.train_split}
+        eval_options = {**options, "split": config.env.eval_split}
+    else:  # an environment without splits: training and evaluation draw from the same tasks
+        train_options, eval_options = dict(options), dict(options)
     train_env = envs.make(name, **train_options)
     eval_env = envs.make(name, **eval_options)
     try:

@@ -76,3 +76,10 @@ def test_a_new_estimator_is_one_register_call():
         assert result.config.estimator == "rloo" and np.isfinite(result.advantages).all()
     finally:
         del ESTIMATORS["rloo"]
+
+
+def test_a_taken_estimator_name_is_refused():
+    before = ESTIMATORS["grpo"]
+    with pytest.raises(ValueError, match="grpo"):
+        register_estimator("grpo", defaults=dict(before.defaults), compute=before.compute)
+    assert ESTIMATORS["grpo"] is before

@@ -80,3 +80,10 @@ def test_all_empty_anchors_give_uniform_weights():
                       invalid=[False] * 3, won=[True, False, False], anchor=["", "!", "?"])
     result = compute_advantages(batch, AdvantageConfig(modulation=False, gamma=1.0))
     np.testing.assert_allclose(result.step, [10 - 10 / 3, -10 / 3, -10 / 3], atol=1e-5)
+
+
+def test_a_taken_backend_name_is_refused():
+    before = SIMILARITY_BACKENDS["tfidf"]
+    with pytest.raises(ValueError, match="tfidf"):
+        register_similarity_backend("tfidf", EmbeddingBackend(lambda texts: np.ones((len(texts), 2))))
+    assert SIMILARITY_BACKENDS["tfidf"] is before

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import envs.alfworld
@@ -148,3 +149,73 @@ def test_cli_train_runs_a_tiny_job_and_prints_the_evaluation(tmp_path):
     assert result.exit_code == 0, result.output
     assert "val/success" in result.output and "val/score" in result.output
     assert (tmp_path / "runs" / "cli" / "summary.json").is_file()
+
+
+def test_a_third_environment_trains_through_the_job_without_changes_to_proxmo(tmp_path):
+    from tests.envs import toy  # noqa: F401  (registers "toy" with its defaults only)
+
+    data = {
+        "env": {"name": "toy", "options": {"n_tasks": 4}, "eval_split": "test"},
+        "model": TINY,
+        "rollout": {"n_groups": 2, "group_size": 2, "action_mode": "choose", "prompt_style": "compact"},
+        "optim": {"lr": 1e-3},
+        "eval": {"every": 0, "greedy": True, "random_baseline": True, "episodes_per_task": 2},
+        "run": {"iterations": 2, "output_dir": str(tmp_path / "runs"), "name": "toy", "tracker": "jsonl"},
+    }
+    with pytest.raises(Exception, match=r"env.options.colour"):
+        build_config({**data, "env": {"name": "toy", "options": {"colour": "red"}}})
+    result = train(build_config(data), progress=False)
+    metrics = _by_step(result.run_dir)
+    assert metrics[2]["train/episodes"] == 4 and metrics[2]["val/episodes"] == 8
+    assert {"val/success/even", "val/success/odd", "val/greedy/success", "val/random/success"} <= set(metrics[2]) | set(metrics[0])
+    assert metrics[2]["actor/ratio_max"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_run_seed_seeds_the_model_unless_the_model_has_its_own(tmp_path):
+    from proxmo.train.job import Trainer
+
+    def weights(run_seed, **model):
+        data = _alfworld(tmp_path, f"w{run_seed}{model}", action_mode="choose")
+        data["model"] = {**data["model"], **model}
+        data["run"]["seed"] = run_seed
+        trainer = Trainer(build_config(data), progress=False)
+        try:
+            return [p.detach().clone() for p in trainer.policy.model.parameters()]
+        finally:
+            trainer.close()
+
+    def same(a, b):
+        return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+
+    assert same(weights(0), weights(0))
+    assert not same(weights(0), weights(1))
+    assert same(weights(1, seed=7), weights(1, seed=7)) and not same(weights(1, seed=7), weights(1))
+
+
+def test_a_resumed_run_has_one_point_per_step(tmp_path):
+    # The run dies after logging iteration 3 but before checkpointing it: the resume replays iteration 3.
+    first = train(build_config(_webshop(tmp_path, iterations=3, save_every=2, keep_checkpoints=5, tracker="both")),
+                  progress=False)
+    import shutil
+
+    shutil.rmtree(first.run_dir / "checkpoints" / "iter_000003")
+    train(build_config(_webshop(tmp_path, iterations=3, resume=str(first.run_dir), tracker="both")), progress=False)
+    steps = [record["step"] for record in read_metrics(first.run_dir) if "train/success" in record["metrics"]]
+    assert steps == [1, 2, 3]
+    evaluations = [record["step"] for record in read_metrics(first.run_dir) if "val/success" in record["metrics"]]
+    assert evaluations == [1, 2, 3]
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run_id = (first.run_dir / "mlflow_run_id").read_text().strip()
+    assert [m.step for m in client.get_metric_history(run_id, "train/success")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run_id, "val/success")] == [1, 2, 3]
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    data = _alfworld(tmp_path, "broken", action_mode="choose")
+    data["env"]["options"] = {"data": str(tmp_path / "no-games-here")}
+    with pytest.raises(FileNotFoundError):
+        train(build_config(data), progress=False)
+    assert not (tmp_path / "runs" / "broken").exists()
