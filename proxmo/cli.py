@@ -18,16 +18,16 @@ RECORD_FIELDS = ("group", "traj", "t", "reward", "invalid", "won", "anchor")
 
 
 def _parse_overrides(pairs: List[str]) -> dict:
-    """`key=value` pairs; values are read as JSON when they parse (numbers, true/false, null), else as text."""
+    """`key=value` pairs, read with the same grammar as the training overrides (values as YAML)."""
+    from proxmo.train.config import ConfigError, parse_override
+
     overrides = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--set")
         try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
+            key, value = parse_override(pair)
+        except ConfigError as error:
+            raise typer.BadParameter(str(error), param_hint="--set") from None
+        overrides[key] = value
     return overrides
 
 
@@ -173,37 +173,19 @@ def play(
 
 @app.command(context_settings={"allow_extra_args": False})
 def train(
-    config: Optional[Path] = typer.Argument(None, help="A YAML preset, e.g. configs/webshop_demo.yaml (default: the reference settings)."),
+    config: Optional[Path] = typer.Argument(None, help="A YAML preset, e.g. configs/alfworld_demo.yaml (default: the reference settings)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides, e.g. optim.lr=1e-4 advantage.estimator=gigpo"),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
 ) -> None:
     """Train a policy with group rollouts and the PPO-style update; metrics go to runs/<name>/ (and MLflow)."""
-    from proxmo.train.config import ConfigError, config_lines, load_config
+    from proxmo.train.launch import launch
 
-    overrides = list(overrides or [])
-    if config is not None and "=" in str(config):  # only overrides were given
-        overrides.insert(0, str(config))
-        config = None
-    try:
-        resolved = load_config(config, overrides)
-    except ConfigError as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}")
-        raise typer.Exit(code=2) from error
-    if show_config:
-        for line in config_lines(resolved):
-            console.print(escape(line), highlight=False)
-        return
-    from proxmo.train.job import train as run_training
-
-    result = run_training(resolved, progress=not quiet)
-    final = result.evaluations[-1] if result.evaluations else {}
-    table = Table("metric", "value", title=f"run {escape(result.run_dir.name)}")
-    for key in sorted(final):
-        if key.startswith("val/"):
-            table.add_row(escape(key), f"{final[key]:.4f}")
-    console.print(table)
-    console.print(f"run folder: {escape(str(result.run_dir))}")
+    code = launch(str(config) if config is not None else None, overrides or [], quiet=quiet, show_config=show_config,
+                  debug=debug, console=console)
+    if code:
+        raise typer.Exit(code=code)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -170,19 +170,28 @@ class ConfigError(ValueError):
     """A configuration that cannot be loaded; the message names the file or field."""
 
 
+def parse_override(override: str) -> Tuple[str, Any]:
+    """``dotted.key=value`` -> (key, value): the one override grammar of every command.
+
+    The value is read as YAML (``true``, ``null``, ``[a, b]``, ``{x: 1}``), numbers such as ``1e-4``
+    included; an empty value is None.
+    """
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {override!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {key}: cannot parse {raw!r}: {error}") from None
+    return key, _number_if_numeric(value)
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, returning a new dict."""
+    """Apply ``a.b.c=value`` overrides (see :func:`parse_override`) to a nested dict, returning a new dict."""
     result = copy.deepcopy(dict(data))
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"override {override!r}: expected dotted.key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"override {key}: cannot parse {raw!r}: {error}") from None
-        value = _number_if_numeric(value)
+        key, value = parse_override(override)
         node = result
         parts = key.split(".")
         for part in parts[:-1]:

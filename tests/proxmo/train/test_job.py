@@ -147,8 +147,45 @@ def test_cli_train_runs_a_tiny_job_and_prints_the_evaluation(tmp_path):
     overrides = [f"{section}.{key}={json.dumps(value)}" for section, values in data.items() for key, value in values.items()]
     result = CliRunner().invoke(app, ["train", "configs/webshop_demo.yaml", *overrides, "--quiet"])
     assert result.exit_code == 0, result.output
-    assert "val/success" in result.output and "val/score" in result.output
+    assert "validation success (%)" in result.output and "val/score" in result.output
+    assert "4 evaluation episodes" in result.output
     assert (tmp_path / "runs" / "cli" / "summary.json").is_file()
+
+
+def test_cli_and_module_report_a_missing_model_in_one_line(tmp_path, capsys):
+    args = ["configs/alfworld_demo.yaml", "model.kind=hf", f"model.path={tmp_path / 'no-model'}",
+            f"run.output_dir={tmp_path / 'runs'}"]
+    result = CliRunner().invoke(app, ["train", *args, "--quiet"])
+    assert result.exit_code == 1
+    assert "model.path" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) <= 3
+    assert module_main([*args, "--quiet"]) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    debug = CliRunner().invoke(app, ["train", *args, "--quiet", "--debug"])
+    assert debug.exit_code != 0 and isinstance(debug.exception, FileNotFoundError)
+
+
+def test_config_errors_name_the_field_before_any_work(tmp_path):
+    cases = {
+        "env.options.colour=red": "env.options.colour",
+        "env.options.games.trains=4": "env.options.games.trains",
+        "rollout.group_size=1": "rollout.group_size",
+        "optim.mini_batches=1000": "optim.mini_batches",
+        "env.name=nowhere": "env.name",
+    }
+    for override, field in cases.items():
+        result = CliRunner().invoke(app, ["train", "configs/alfworld_demo.yaml", override,
+                                          f"run.output_dir={tmp_path / 'runs'}"])
+        assert result.exit_code == 2 and field in result.output, (override, result.output)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(app, ["train", "configs/alfworld_demo.yaml", "model.device=cuda",
+                                      f"run.output_dir={tmp_path / 'runs'}", "--quiet"])
+    assert result.exit_code == 1 and "model.device" in result.output and "CUDA" in result.output
 
 
 def test_a_third_environment_trains_through_the_job_without_changes_to_proxmo(tmp_path):
