@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run test test-slow test-all bench lock clean
+.PHONY: setup run run-webshop test test-slow test-all bench bench-train lock clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --constraint requirements.lock --editable '.[dev]'
 	@touch $(STAMP)
 
-# The main job: the tiny demo model trained on WebShop on the CPU (about 6 minutes).
+# The main job: ProxMO trains the tiny demo model on generated ALFWorld games on the CPU (under
+# 5 minutes) and prints success per category before and after, beside a random agent.
 run: setup
+	$(VENV)/bin/proxmo train configs/alfworld_demo.yaml
+
+run-webshop: setup
 	$(VENV)/bin/proxmo train configs/webshop_demo.yaml
 
 test: setup
@@ -32,6 +36,11 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/advantage.py
+
+# Steps per second of both demo presets, then the ALFWorld demo for seeds 0, 1 and 2 (about 15 minutes).
+bench-train: setup
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/alfworld_learning.py
 
 # Refresh the lock file after changing dependencies in pyproject.toml.
 lock: setup

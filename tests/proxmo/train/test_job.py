@@ -94,11 +94,15 @@ def test_alfworld_job_is_reproducible_and_reports_every_category(tmp_path):
 
 
 def test_generate_mode_with_reference_kl_flags_format_errors(tmp_path):
-    result = train(build_config(_alfworld(tmp_path, "g", action_mode="generate")), progress=False)
-    metrics = _by_step(result.run_dir)[1]
+    data = _alfworld(tmp_path, "g", action_mode="generate")
+    data["run"]["iterations"] = 2
+    result = train(build_config(data), progress=False)
+    metrics = _by_step(result.run_dir)
     # an untrained model cannot write <think>..</think><action>..</action>: every step is invalid
-    assert metrics["train/invalid_rate"] == 1.0
-    assert "timing/ref_logprob_s" in metrics and metrics["actor/kl"] >= 0.0
+    assert metrics[1]["train/invalid_rate"] == 1.0
+    # the reference is the initial policy: no divergence before the first step, some after it
+    assert "timing/ref_logprob_s" in metrics[1] and metrics[1]["actor/kl"] == pytest.approx(0.0, abs=1e-7)
+    assert metrics[2]["actor/kl"] > 1e-9
     assert (result.run_dir / "reference" / "model.safetensors").is_file()
 
 
