@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from transformers import DynamicCache
+
 from proxmo.policy.config import ModelConfig
 from proxmo.policy.model import IM_END, load_policy_model
 
@@ -21,6 +23,9 @@ GREEDY_TEMPERATURE = 1e-5
 # `choose` packs at most this many tokens (prompts plus their candidates) into one forward pass; a row is
 # one prompt and all of its candidates, and the attention mask grows with rows x width^2.
 CHOOSE_TOKEN_BUDGET = 16384
+
+# Response texts whose token ids are remembered (choose mode scores the same candidates again and again).
+RESPONSE_CACHE_SIZE = 65536
 
 # `generate` decodes at most this many padded prompt tokens at once: the prefill's activations and
 # attention mask grow with rows x longest prompt. Chunks are consecutive rows, so a seed still reproduces.
@@ -58,6 +63,7 @@ class Policy:
         self.end_id = _end_of_turn_id(tokenizer)
         self.stop_ids = _stop_ids(model, tokenizer, self.end_id)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
+        self._responses: dict[str, list[int]] = {}
 
     @classmethod
     def from_config(cls, config: ModelConfig, corpus: Sequence[str] = ()) -> "Policy":
@@ -78,18 +84,30 @@ class Policy:
         Without a chat template the raw text is encoded. Longer than ``max_prompt_tokens``: the start is
         cut, because the end holds the latest observation and the generation prompt.
         """
+        return self.encode_prompts([prompt])[0]
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """:meth:`encode_prompt` of many prompts in one tokenizer call."""
+        if not prompts:
+            return []
         if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                        add_generation_prompt=True, tokenize=False)
+                     for prompt in prompts]
+            encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         else:
-            ids = self.tokenizer(prompt)["input_ids"]
-        return list(ids[-self.config.max_prompt_tokens :])
+            encoded = self.tokenizer(list(prompts))["input_ids"]
+        return [list(ids[-self.config.max_prompt_tokens :]) for ids in encoded]
 
     def encode_response(self, text: str) -> list[int]:
-        """Token ids of ``text`` followed by the end-of-turn token."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + [self.end_id]
+        """Token ids of ``text`` followed by the end-of-turn token (remembered: candidates repeat a lot)."""
+        ids = self._responses.get(text)
+        if ids is None:
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + [self.end_id]
+            if len(self._responses) >= RESPONSE_CACHE_SIZE:
+                self._responses.clear()
+            self._responses[text] = ids
+        return list(ids)
 
     # ----------------------------------------------------------------- acting
 
@@ -177,15 +195,79 @@ class Policy:
         return texts, encoded
 
     def _candidate_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
-        """Per prompt, the float32 scores of its candidates, prompts batched in rows of shared prefixes."""
+        """Per prompt, the float32 scores of its candidates, prompts batched by the token budget."""
+        # Gradient checkpointing drops the key/value cache the two-pass scoring reads; it then packs
+        # prompts and candidates into one pass instead (same numbers, more attention work).
+        score = self._packed_scores if getattr(self.model, "is_activation_checkpointing", False) else self._cached_scores
         rows = [len(p) + sum(len(r) - 1 for r in c) for p, c in zip(prompt_ids, candidate_ids)]
         scores: list[Tensor] = []
         start = 0
         for chunk in _row_chunks([[0] * n for n in rows], CHOOSE_TOKEN_BUDGET):
             stop = start + len(chunk)
-            scores.extend(self._packed_scores(prompt_ids[start:stop], candidate_ids[start:stop], length_normalize))
+            scores.extend(score(prompt_ids[start:stop], candidate_ids[start:stop], length_normalize))
             start = stop
         return scores
+
+    def _cached_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
+        """Two forward passes: the prompts (right-padded, causal), then all candidates against their cache.
+
+        Row i of the second pass holds every candidate of prompt i after another; a block mask lets a
+        candidate token see its own prompt's real tokens and the earlier tokens of its own candidate,
+        and its position ids continue from the end of the prompt. The prompt is computed once for all of
+        its candidates, and attention costs candidates x (prompt + candidates), not their square.
+        """
+        device = self.device
+        prompt_width = max(len(p) for p in prompt_ids)
+        fed = [[t for r in candidates for t in r[:-1]] for candidates in candidate_ids]
+        width = max(1, max(len(f) for f in fed))
+        # Right padding needs no mask in the first pass: causal attention never lets a real token see a pad.
+        prompts = _pad_right(prompt_ids, prompt_width, 0, device)
+        segment, positions = [], []
+        token_row, token_col, token_target, token_candidate, lengths, counts = [], [], [], [], [], []
+        for row, (prompt, candidates) in enumerate(zip(prompt_ids, candidate_ids)):
+            seg, pos = [], []
+            for k, response in enumerate(candidates):
+                if not response:
+                    raise ValueError(f"candidate_ids[{row}][{k}]: an empty response cannot be scored")
+                first = len(seg)
+                # The first token is predicted by the prompt's last position (first pass, column -1 below).
+                token_col.extend([-(len(prompt))] + [prompt_width + first + j for j in range(len(response) - 1)])
+                seg.extend([k + 1] * (len(response) - 1))
+                pos.extend(range(len(prompt), len(prompt) + len(response) - 1))
+                token_row.extend([row] * len(response))
+                token_target.extend(response)
+                token_candidate.extend([len(lengths)] * len(response))
+                lengths.append(len(response))
+            segment.append(seg)
+            positions.append(pos)
+            counts.append(len(candidates))
+        segment_t = _pad_right(segment, width, -1, device)
+        prompt_lengths = torch.tensor([len(p) for p in prompt_ids], device=device)
+        mask = _candidate_mask(segment_t, prompt_lengths, prompt_width)
+        decoder = self.model.get_decoder()
+        with self.compute():
+            # An empty cache of our own: the model would build one from its config, which costs milliseconds.
+            first = decoder(input_ids=prompts, use_cache=True, past_key_values=DynamicCache())
+            second = decoder(
+                input_ids=_pad_right(fed, width, 0, device),
+                attention_mask=_additive(mask, self._mask_dtype()),
+                position_ids=_pad_right(positions, width, 0, device),
+                past_key_values=first.past_key_values,
+                use_cache=True,
+            )
+            hidden = torch.cat([first.last_hidden_state, second.last_hidden_state], dim=1)
+            rows = torch.tensor(token_row, device=device)
+            cols = torch.tensor(token_col, device=device)
+            # Negative columns mark "the prompt's last token": -len(prompt) -> len(prompt) - 1.
+            cols = torch.where(cols < 0, -cols - 1, cols)
+            logits = self.model.get_output_embeddings()(hidden[rows, cols])
+        targets = torch.tensor(token_target, device=device)
+        token_logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+        totals = torch.zeros(len(lengths), device=device).index_add(
+            0, torch.tensor(token_candidate, device=device), token_logprobs)
+        if length_normalize:
+            totals = totals / torch.tensor(lengths, dtype=torch.float32, device=device)
+        return list(totals.split(counts))
 
     def _packed_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
         """One forward pass over rows ``prompt + candidate_1 + candidate_2 + ...``.
@@ -199,7 +281,7 @@ class Policy:
         with self.compute():
             hidden = self.model.get_decoder()(
                 input_ids=packed.input_ids,
-                attention_mask=packed.attention_mask(self._bool_masks()),
+                attention_mask=_additive(packed.attention_mask(), self._mask_dtype()),
                 position_ids=packed.position_ids,
                 use_cache=False,
             ).last_hidden_state
@@ -211,13 +293,17 @@ class Policy:
             totals = totals / packed.candidate_length
         return list(totals.split(packed.counts))
 
-    def _bool_masks(self) -> bool:
-        """Whether the attention implementation takes boolean masks (SDPA) rather than additive ones (eager)."""
+    def _mask_dtype(self) -> torch.dtype:
+        """The dtype of additive attention masks: that of the attention scores.
+
+        Additive masks work with every attention implementation that takes a mask (eager adds it to its
+        scores), and SDPA on the CPU runs several times faster with a float mask than with a boolean one.
+        """
         implementation = getattr(self.model.config, "_attn_implementation", None) or "eager"
         if "flash" in implementation:
             raise ValueError(f"choose: attention {implementation!r} cannot take the block mask that candidate "
                              "scoring needs; load the model with attn_implementation='sdpa' or 'eager'")
-        return implementation == "sdpa"
+        return self.compute_dtype or next(self.model.parameters()).dtype
 
     @torch.no_grad()
     def generate(
@@ -417,7 +503,7 @@ class _Packed(NamedTuple):
     def n_candidates(self) -> int:
         return len(self.candidate_length)
 
-    def attention_mask(self, boolean: bool) -> Tensor:
+    def attention_mask(self) -> Tensor:
         """[B, 1, W, W]: a query sees earlier keys of the prompt and of its own candidate; padding sees itself."""
         width = self.segment.shape[1]
         columns = torch.arange(width, device=self.segment.device)
@@ -426,9 +512,7 @@ class _Packed(NamedTuple):
         allowed = causal & (key >= 0) & ((key == 0) | (key == query))
         allowed = allowed | (torch.eye(width, dtype=torch.bool, device=self.segment.device) & (query < 0))
         allowed = allowed[:, None]
-        if boolean:
-            return allowed
-        return torch.zeros(allowed.shape, device=allowed.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
+        return allowed
 
 
 def _pack_candidates(prompt_ids: Sequence[Sequence[int]], candidate_ids: Sequence[Sequence[Sequence[int]]],
@@ -468,6 +552,28 @@ def _pack_candidates(prompt_ids: Sequence[Sequence[int]], candidate_ids: Sequenc
         candidate_length=torch.tensor(lengths, dtype=torch.float32, device=device),
         counts=counts,
     )
+
+
+def _candidate_mask(segment: Tensor, prompt_lengths: Tensor, prompt_width: int) -> Tensor:
+    """[B, 1, W, P + W] boolean mask of the second pass: real prompt keys, and earlier keys of the same candidate.
+
+    Padding queries see their row's first key, so that no row of the softmax is empty.
+    """
+    width = segment.shape[1]
+    keys = torch.arange(prompt_width, device=segment.device)
+    sees_prompt = (keys[None, :] < prompt_lengths[:, None])[:, None, :].expand(-1, width, -1)
+    columns = torch.arange(width, device=segment.device)
+    causal = columns[None, :] <= columns[:, None]
+    query, key = segment[:, :, None], segment[:, None, :]
+    own = causal & (key == query) & (query > 0)
+    padding = (query < 0) & (keys[None, None, :1] == 0)
+    sees_prompt = sees_prompt & (query > 0) | torch.nn.functional.pad(padding, (0, prompt_width - 1))
+    return torch.cat([sees_prompt, own], dim=-1)[:, None]
+
+
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean attention mask as the additive float mask added to the attention scores."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
 def _sample_categorical(logpis: Sequence[Tensor], generator: Optional[torch.Generator]) -> list[int]:

@@ -223,21 +223,27 @@ def _new_record(state: _Slot, prompt_ids: List[int], choice: Any, action: str, i
                       logprob=choice.logprob, candidate_ids=choice.candidate_ids)
 
 
-def _encode_fitting(policy: ActingPolicy, state: _Slot, settings: RolloutSettings, mode: str) -> List[int]:
-    """The step's prompt tokens, dropping the oldest history pairs while the prompt hits the policy's limit.
+def _encode_fitting(policy: ActingPolicy, states: List[_Slot], settings: RolloutSettings, mode: str) -> List[List[int]]:
+    """The step's prompt tokens of each state, dropping the oldest history pairs while a prompt hits the limit.
 
     The policy cuts an over-long prompt from the left, which would remove the task line first; the
-    history is the part a prompt can best do without.
+    history is the part a prompt can best do without. All prompts are encoded in one call; only those
+    at the limit are encoded again with less history.
     """
     limit = getattr(getattr(policy, "config", None), "max_prompt_tokens", None)
-    actions = settings.env.candidates(state.admissible, state.memory.task) if mode == "choose" else state.admissible
-    ids: List[int] = []
-    for history in range(settings.history_length, -1, -1):
-        prompt = render_prompt(settings.env.intro, state.memory, state.observation, actions, history, mode,
-                               settings.prompt_style)
-        ids = policy.encode_prompt(prompt)
-        if limit is None or len(ids) < limit or not state.memory.history:
-            break
+    encode_many = getattr(policy, "encode_prompts", None) or (lambda texts: [policy.encode_prompt(t) for t in texts])
+
+    def render(state: _Slot, history: int) -> str:
+        actions = settings.env.candidates(state.admissible, state.memory.task) if mode == "choose" else state.admissible
+        return render_prompt(settings.env.intro, state.memory, state.observation, actions, history, mode,
+                             settings.prompt_style)
+
+    ids = encode_many([render(state, settings.history_length) for state in states])
+    for i, state in enumerate(states):
+        for history in range(settings.history_length - 1, -1, -1):
+            if limit is None or len(ids[i]) < limit or not state.memory.history:
+                break
+            ids[i] = encode_many([render(state, history)])[0]
     return ids
 
 
@@ -259,7 +265,7 @@ def _act_chunk(
     candidates = [settings.env.candidates(s.admissible, s.memory.task) for s in states]
     if mode == "choose" and any(not c for c in candidates):
         mode = "generate"  # nothing to choose from (an environment with no admissible list): write freely
-    prompt_ids = [_encode_fitting(policy, state, settings, mode) for state in states]
+    prompt_ids = _encode_fitting(policy, states, settings, mode)
     records = []
     if mode == "choose":
         choices = policy.choose(prompt_ids, candidates, settings.temperature, generator,

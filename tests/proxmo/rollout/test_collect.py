@@ -95,13 +95,15 @@ def test_long_prompts_drop_history_before_the_task_line(tiny_policy):
     for i in range(3):
         memory.remember("go win " * 40, "go")
     state = _Slot(memory, None, "task 1: start", ["go", "win"])
+    short_state = _Slot(EpisodeMemory("x"), None, "task 2: start", ["go"])
     roomy = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": 10**5}))
-    lengths = [len(_encode_fitting(roomy, state, RolloutSettings(envs.spec("toy"), history_length=h, action_mode="choose"), "choose"))
+    lengths = [len(_encode_fitting(roomy, [state], RolloutSettings(envs.spec("toy"), history_length=h, action_mode="choose"), "choose")[0])
                for h in (0, 1, 2)]
     assert lengths[0] < lengths[1] < lengths[2]
     limit = (lengths[1] + lengths[2]) // 2  # room for one history pair, not two
     tight = Policy(tiny_policy.model, tiny_policy.tokenizer, tiny_policy.config.model_copy(update={"max_prompt_tokens": limit}))
-    ids = _encode_fitting(tight, state, RolloutSettings(envs.spec("toy"), history_length=2, action_mode="choose"), "choose")
+    [ids, roomy_ids] = _encode_fitting(tight, [state, short_state], RolloutSettings(envs.spec("toy"), history_length=2, action_mode="choose"), "choose")
+    assert len(roomy_ids) < limit  # a prompt that fits keeps its whole history
     assert len(ids) == lengths[1]
     text = tiny_policy.tokenizer.decode(ids)
     assert "find the blue mug" in text and "task 1: start" in text and "[Observation 3:" in text
