@@ -389,3 +389,13 @@ def test_length_normalised_choice_ranks_by_mean_token_logprob(policy):
     assert greedy.index == best_mean
     # an untrained model's summed log-probs favour the short action by orders of magnitude
     assert scores[0] - scores[1] > 10
+
+
+def test_packed_and_cached_candidate_scoring_agree(policy, monkeypatch):
+    prompts = prompts_of(policy)
+    monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 10**6)
+    packed = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
+    monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 0)
+    cached = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
+    for a, b in zip(packed, cached):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
