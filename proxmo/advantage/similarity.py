@@ -15,7 +15,7 @@ from typing import Callable, List, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from proxmo.advantage.registry import SimilarityBackend, register_similarity_backend
+from proxmo.advantage.registry import register_similarity_backend
 
 # scikit-learn's default token pattern keeps runs of two or more word characters; the option
 # keep_single_char_tokens keeps one-character runs too, so that 'cabinet 1' and 'cabinet 2' differ.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,14 +1,12 @@
 """Policy: prompts, candidate choice, free generation, token log-probs for training, and save / load."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from proxmo.policy import Choice, ModelConfig, Policy
+from proxmo.policy import ModelConfig, Policy
 from proxmo.policy import policy as policy_module
 
 from .conftest import CORPUS, SMALL
