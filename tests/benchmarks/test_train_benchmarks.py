@@ -1,0 +1,34 @@
+"""The loop-speed and learning benchmarks run the real job end to end with tiny budgets and print their tables."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_ALFWORLD = ["run.iterations=1", "rollout.n_groups=1", "rollout.group_size=2", "rollout.max_steps=3",
+                 "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}", "eval.tasks=2",
+                 "eval.episodes_per_task=1", "eval.batch=2"]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_benchmark_smoke(capsys):
+    module = _load("train_speed")
+    small = ["rollout.n_groups=1", "rollout.group_size=2", "rollout.max_steps=3"]
+    assert module.main(["--iterations", "2", "--presets", "configs/alfworld_demo.yaml", "--", *small,
+                        "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}"]) == 0
+    assert module.main(["--iterations", "2", "--presets", "configs/webshop_demo.yaml", "--", *small,
+                        "env.options.num_products=300", "env.options.num_goals=700"]) == 0
+    table = capsys.readouterr().out
+    assert "| alfworld_demo |" in table and "| webshop_demo |" in table and "steps/s (whole run)" in table
+
+
+def test_alfworld_learning_benchmark_smoke(capsys):
+    module = _load("alfworld_learning")
+    assert module.main(["--seeds", "0", "1", "--", *TINY_ALFWORLD]) == 0
+    out = capsys.readouterr().out
+    assert "| 0 |" in out and "| 1 |" in out and "mean gain over 2 seeds" in out and "95% CI" in out
