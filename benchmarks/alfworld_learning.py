@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from proxmo.results import t_interval
+
 ROOT = Path(__file__).resolve().parents[1]
-# Two-sided 95% Student-t quantiles by degrees of freedom.
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
 
 def run_seed(seed: int, output_dir: str, config: str, overrides: List[str]) -> Dict[str, float]:
@@ -78,10 +77,9 @@ def main(argv: List[str] | None = None) -> int:
               f"{gain:+.1f} ± {100 * r['se']:.1f} | {100 * r['best']:.1f} | {100 * r['greedy']:.1f} | "
               f"{r['iterations']} | {r['steps_per_s']:.0f} | {r['wall_s']:.0f} s |")
     gains = [100 * (r["last"] - r["first"]) for r in rows]
-    mean = statistics.mean(gains)
-    if len(gains) > 1:
-        half = T95.get(len(gains) - 1, 1.96) * statistics.stdev(gains) / math.sqrt(len(gains))
-        print(f"\nmean gain over {len(gains)} seeds: {mean:+.1f} points, 95% CI [{mean - half:+.1f}, {mean + half:+.1f}]")
+    gain = t_interval(gains)
+    if gain.n > 1:
+        print(f"\nmean gain over {gain.n} seeds: {gain.mean:+.1f} points, 95% CI [{gain.low:+.1f}, {gain.high:+.1f}]")
     print(f"smallest gain {min(gains):+.1f}; longest run {max(r['wall_s'] for r in rows):.0f} s")
     return 0
 

@@ -76,6 +76,10 @@ class EnvSpec:
     """The factory's option names; None: read from its signature (anything goes if it takes ``**kwargs``)."""
     check_options: Callable[[Mapping[str, Any]], None] = lambda options: None
     """Raises (naming ``env.options.<key>``) for bad option values that can be told before any work."""
+    task_key: Callable[[Any], str] = str
+    """A stable identity of a task, the same wherever its data lives (keys of evaluation task lists)."""
+    location_options: FrozenSet[str] = frozenset()
+    """Options that say where data lives rather than what it is (left out of evaluation keys)."""
     corpus: Callable[[Info], List[str]] = lambda info: []
     """Extra texts of an episode worth training a tokenizer on (e.g. a WebShop instruction)."""
 

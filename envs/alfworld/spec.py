@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -79,6 +80,13 @@ def prepare(options: Dict[str, Any], workdir: Path, splits: Sequence[str]) -> Di
     return options
 
 
+def game_key(task: Any) -> str:
+    """A game's identity: the hash of its game file, so that copies of the same game in other folders agree."""
+    path = Path(str(task))
+    data = path.read_bytes() if path.is_file() else str(task).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def check_games(options: Mapping[str, Any]) -> None:
     """Fail early on a bad ``games`` option."""
     GameCounts.parse(options.get("games") or {})
@@ -93,4 +101,6 @@ ALFWORLD = EnvSpec(
     prepare=prepare,
     prepare_options=frozenset({"games"}),
     check_options=check_games,
+    task_key=game_key,
+    location_options=frozenset({"data"}),
 )

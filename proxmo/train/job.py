@@ -14,6 +14,7 @@ the time of every phase) -> tracker -> checkpoint.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import random
@@ -33,7 +34,7 @@ from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.tracking import Tracker, make_tracker, skip_logged
+from proxmo.train.tracking import Tracker, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,27 @@ def tokenizer_corpus(setup: EnvSetup, samples: int = 24, seed: int = 0) -> List[
     return corpus
 
 
+def evaluation_key(config: TrainConfig, setup: EnvSetup) -> str:
+    """A hash of what an evaluation plays: the environment, its options, the tasks and how they are played.
+
+    Two runs with the same key were evaluated on the same task list the same way, so their validation
+    numbers can be compared; where the data lives (e.g. a games folder under another output folder) does
+    not change the key, the tasks' own identities do.
+    """
+    spec = envs.spec(setup.name)
+    options = {k: v for k, v in setup.eval_options.items() if k not in spec.location_options}
+    described = {
+        "env": setup.name,
+        "options": options,
+        "tasks": [spec.task_key(task) for task in setup.eval_tasks],
+        "episodes_per_task": config.eval.episodes_per_task,
+        "temperature": config.eval.temperature,
+        "max_steps": config.rollout.max_steps,
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def model_config_of(config: TrainConfig) -> ModelConfig:
     """The model settings a run uses: ``model.seed`` defaults to ``run.seed``, so seeds differ in their initialisation."""
     if config.model.seed is not None:
@@ -178,6 +200,7 @@ class Trainer:
         torch.manual_seed(config.run.seed)
         self.setup = prepare_env(config)
         self.spec = envs.spec(config.env.name)
+        self.eval_key = evaluation_key(config, self.setup)
         self.policy, self.reference = self._policies(resume)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],
@@ -352,11 +375,14 @@ class Trainer:
     def run(self) -> TrainResult:
         c = self.config
         result = TrainResult(self.run_dir, self.start_iteration)
+        if self.start_iteration > 0:  # a resumed run reports its whole history, not only what follows
+            result.evaluations, result.baseline = self._logged_evaluations()
         status = "FAILED"
         try:
             if self.start_iteration == 0:
                 self.tracker.log_params(c.to_dict())
-                self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind})
+                self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind,
+                                       "eval_tasks_hash": self.eval_key})
             if self.start_iteration == 0 and c.eval.random_baseline:
                 self._log_random(result)
             if c.eval.at_start and self.start_iteration == 0:
@@ -383,6 +409,8 @@ class Trainer:
         (self.run_dir / "summary.json").write_text(json.dumps(
             {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
              "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
+             "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key,
+             "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
              "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
         return result
 
@@ -408,6 +436,21 @@ class Trainer:
             self.tracker.log_metrics(metrics, step=step)
             logger.info("eval at %d: success %.3f", step, metrics.get("val/success", float("nan")))
 
+    def _logged_evaluations(self) -> Tuple[List[Dict[str, float]], Dict[str, float]]:
+        """The evaluations (and the random baseline) this run logged up to its checkpoint, from its JSON lines."""
+        by_step: Dict[int, Dict[str, float]] = {}
+        baseline: Dict[str, float] = {}
+        for record in read_metrics(self.run_dir):
+            step, metrics = int(record["step"]), record["metrics"]
+            if step > self.start_iteration:
+                continue
+            if "val/random/success" in metrics:
+                baseline.update({k: v for k, v in metrics.items() if k.startswith("val/random/")})
+            evaluation = {k: v for k, v in metrics.items() if k.startswith("val/") and not k.startswith("val/random/")}
+            if "val/success" in evaluation or step in by_step:
+                by_step.setdefault(step, {"step": float(step)}).update(evaluation)
+        return [by_step[step] for step in sorted(by_step)], baseline
+
     def _log_random(self, result: TrainResult) -> None:
         metrics = self.evaluate_random()
         if metrics:
@@ -428,6 +471,10 @@ class Trainer:
             self._pool.close()
             self._pool = None
         self.tracker.close(status)
+
+
+def _mean(values: List[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
 
 
 def _quiet_transformers() -> None:

@@ -210,6 +210,10 @@ def test_a_third_environment_trains_through_the_job_without_changes_to_proxmo(tm
     assert metrics[2]["train/episodes"] == 4 and metrics[2]["val/episodes"] == 8
     assert {"val/success/even", "val/success/odd", "val/greedy/success", "val/random/success"} <= set(metrics[2]) | set(metrics[0])
     assert metrics[2]["actor/ratio_max"] == pytest.approx(1.0, abs=1e-5)
+    from proxmo.results import RunSummary
+
+    summary = RunSummary.from_summary("proxmo", 0, json.loads((result.run_dir / "summary.json").read_text()))
+    assert summary.final == metrics[2]["val/success"] and summary.eval_key and 0 < summary.adv_fraction < 1
 
 
 def test_run_seed_seeds_the_model_unless_the_model_has_its_own(tmp_path):
@@ -252,6 +256,8 @@ def test_a_resumed_run_has_one_point_per_step(tmp_path):
     run_id = (first.run_dir / "mlflow_run_id").read_text().strip()
     assert [m.step for m in client.get_metric_history(run_id, "train/success")] == [1, 2, 3]
     assert [m.step for m in client.get_metric_history(run_id, "val/success")] == [1, 2, 3]
+    summary = json.loads((first.run_dir / "summary.json").read_text())
+    assert [e["step"] for e in summary["evaluations"]] == [1, 2, 3]  # the whole history, not only the replay
 
 
 def test_a_failed_start_leaves_no_run_folder(tmp_path):
@@ -260,3 +266,20 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         train(build_config(data), progress=False)
     assert not (tmp_path / "runs" / "broken").exists()
+
+
+def test_the_evaluation_key_names_the_tasks_not_where_they_live(tmp_path):
+    from proxmo.train.job import evaluation_key, prepare_env
+
+    def key(output, **evaluation):
+        data = _alfworld(tmp_path, "k", action_mode="choose")
+        data["env"]["options"] = {"games": {"train": 3, "eval": 3, "max_receptacles": 3, "distractors": 0}}
+        data["eval"] = {"every": 0, **evaluation}
+        data["run"]["output_dir"] = str(tmp_path / output)
+        config = build_config(data)
+        return evaluation_key(config, prepare_env(config))
+
+    assert key("a") == key("b")  # the same generated games in two folders
+    assert key("a") != key("a", tasks=2)
+    assert key("a") != key("a", temperature=1.0)
+    assert key("a") != key("a", episodes_per_task=2)
