@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import envs
 from proxmo.advantage import AdvantageConfig
 from proxmo.policy import ModelConfig
 from proxmo.rollout.prompts import PromptStyle
+from proxmo.train.tracking import check_tracking_uri
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -134,6 +135,11 @@ class RunConfig(_Section):
     tracker: Literal["jsonl", "mlflow", "both", "none"] = Field("jsonl", description="Where metrics go.")
     experiment: str = Field("proxmo", description="MLflow experiment name.")
     tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (default MLFLOW_TRACKING_URI).")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_scheme(cls, value: Optional[str]) -> Optional[str]:
+        return check_tracking_uri(value)
     save_every: int = Field(0, ge=0, description="Checkpoint every this many iterations (0: only after the last).")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
     resume: Optional[str] = Field(None, description="A checkpoint folder (or a run folder: its latest) to continue from.")

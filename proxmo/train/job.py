@@ -34,7 +34,7 @@ from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.tracking import Tracker, make_tracker, read_metrics, skip_logged
+from proxmo.train.tracking import Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,8 @@ class Trainer:
         self.progress = progress
         _quiet_transformers()
         check_runtime(config)
+        if tracker is None and config.run.tracker in ("mlflow", "both"):
+            check_tracking_server(config.run.tracking_uri)
         resume = _resume_path(config.run.resume)
         self.run_dir = resume.parent.parent if resume else Path(config.run.output_dir) / run_name(config)
         created = not self.run_dir.exists()

@@ -14,7 +14,7 @@ from proxmo.train.config import ConfigError, config_lines, load_config
 from proxmo.train.report import learning_gain, success_table
 
 # Errors a user can fix from the message alone; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, KeyError, ImportError, PermissionError)
+USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, KeyError, ImportError, PermissionError, ConnectionError)
 
 
 def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool = False, show_config: bool = False,

@@ -267,3 +267,62 @@ def test_make_tracker_both(in_cwd, tmp_path):
     assert read_metrics(tmp_path / "run")[0]["metrics"] == {"loss": 2.0}
     assert mlflow_tracker.client.get_run(mlflow_tracker.run_id).info.status == "FAILED"
     assert mlflow_tracker.client.get_metric_history(mlflow_tracker.run_id, "loss")[0].step == 5
+
+
+def test_a_tracking_server_that_is_down_fails_in_seconds_naming_it(tmp_path):
+    import socket
+    import time
+
+    from proxmo.train.config import build_config
+    from proxmo.train.job import train
+    from proxmo.train.tracking import check_tracking_server
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    data = {"env": {"name": "webshop", "options": {"num_products": 300, "num_goals": 700}},
+            "rollout": {"n_groups": 1, "group_size": 2},
+            "run": {"tracker": "both", "tracking_uri": uri, "output_dir": str(tmp_path / "runs"), "name": "down"}}
+    start = time.perf_counter()
+    with pytest.raises(ConnectionError, match=f"run.tracking_uri.*{uri}"):
+        train(build_config(data), progress=False)
+    assert time.perf_counter() - start < 15
+    assert not (tmp_path / "runs").exists()  # failed before any folder, game or model
+    check_tracking_server("sqlite:///somewhere.db")  # no server to ask
+
+
+def test_a_tracking_server_that_answers_passes_the_check():
+    import http.server
+    import threading
+
+    from proxmo.train.tracking import check_tracking_server
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check_tracking_server(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("uri, ok", [("sqlite:///x.db", True), ("http://host:5000", True), ("/some/folder", True),
+                                     ("postgresql+psycopg://u@h/db", True), ("ftp://host/x", False)])
+def test_tracking_uri_schemes_are_checked_when_the_config_loads(uri, ok):
+    from proxmo.train.config import ConfigError, build_config
+
+    if ok:
+        assert build_config({"run": {"tracking_uri": uri}}).run.tracking_uri == uri
+    else:
+        with pytest.raises(ConfigError, match="run.tracking_uri"):
+            build_config({"run": {"tracking_uri": uri}})
