@@ -189,6 +189,42 @@ def train(
 
 
 @app.command()
+def ablate(
+    preset: Path = typer.Argument(Path("configs/alfworld_demo.yaml"), help="The preset every variant starts from."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides for every job."),
+    variant: List[str] = typer.Option([], "--variant", help="NAME=OVERRIDES, e.g. 'cold=advantage.temperature=0.05 "
+                                      "advantage.estimator=proxmo' (repeat; default: the paper's grid)."),
+    seeds: List[int] = typer.Option([0, 1, 2], "--seed", help="Seeds (repeat the option)."),
+    name: str = typer.Option("ablation", help="Name of the ablation: its folder, artifacts and parent MLflow run."),
+    baseline: str = typer.Option("grpo", help="The variant paired differences are taken against."),
+    launcher: str = typer.Option("local", help="local (one job after another) or ray (side by side)."),
+    output_dir: str = typer.Option("runs/ablations", help="Runs go to OUTPUT_DIR/NAME/<variant>__s<seed>."),
+) -> None:
+    """Run an ablation grid (variants x seeds) through the Prefect flow and print the comparison table."""
+    import shlex
+
+    from flows.ablate import PAPER_VARIANTS, ablate_flow
+
+    grid = {}
+    for item in variant:
+        label, sep, text = item.partition("=")
+        if not sep or not label.strip():
+            raise typer.BadParameter(f"expected NAME=OVERRIDES, got {item!r}", param_hint="--variant")
+        grid[label.strip()] = shlex.split(text)
+    if launcher not in ("local", "ray"):
+        raise typer.BadParameter(f"expected local or ray, got {launcher!r}", param_hint="--launcher")
+    try:
+        result = ablate_flow(preset=str(preset), variants=grid or dict(PAPER_VARIANTS), seeds=list(seeds),
+                             overrides=list(overrides or []), name=name, output_dir=output_dir, baseline=baseline,
+                             launcher=launcher)
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(code=2) from None
+    console.print(result["table"], highlight=False)
+    console.print(f"parent MLflow run: {result['parent_run_id']}")
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from importlib.metadata import version as installed

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import os
 import statistics
+import time
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from prefect import task
@@ -14,21 +19,65 @@ LAUNCHERS = ("local", "ray")
 
 
 def run_job(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """Run one training job from a config dict; answers a JSON-friendly summary."""
+    """Run one training job from a config dict; answers a JSON-friendly summary.
+
+    A job whose named run folder already holds a finished run (``summary.json`` with all its
+    iterations) is not run again; one that holds checkpoints continues from the latest; a folder
+    with neither (a run that died before its first checkpoint) is moved aside, never trained over.
+    """
     from proxmo.train.config import build_config
     from proxmo.train.job import train
 
-    result = train(build_config(dict(config)), progress=False)
+    data = copy.deepcopy(dict(config))
+    finished = _finished_run(data)
+    if finished is not None:
+        return finished
+    _resume_or_move_aside(data)
+    result = train(build_config(data), progress=False)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    return _job_summary(data, result.run_dir, summary)
+
+
+def _job_summary(config: Mapping[str, Any], run_dir: Path, summary: Mapping[str, Any]) -> Dict[str, Any]:
     return {
-        "run_dir": str(result.run_dir),
-        "run_name": result.run_dir.name,
-        "iterations": result.iterations,
+        "run_dir": str(run_dir),
+        "run_name": run_dir.name,
+        "iterations": summary.get("iterations", 0),
         "env": config.get("env", {}).get("name", "alfworld"),
         "estimator": config.get("advantage", {}).get("estimator", "proxmo"),
         "seed": config.get("run", {}).get("seed", 0),
-        "final_eval": result.evaluations[-1] if result.evaluations else {},
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "final_eval": summary.get("final_eval", {}),
+        "checkpoint": summary.get("checkpoint"),
+        "summary": dict(summary),
+        "pid": os.getpid(),  # which process ran (or found) the job: a Ray worker or this one
     }
+
+
+def _named_run_dir(config: Mapping[str, Any]) -> Optional[Path]:
+    run = config.get("run", {})
+    return Path(run.get("output_dir", "runs")) / run["name"] if run.get("name") else None
+
+
+def _finished_run(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    run_dir = _named_run_dir(config)
+    if run_dir is None or not (run_dir / "summary.json").is_file():
+        return None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if summary.get("iterations", -1) < config.get("run", {}).get("iterations", 100):
+        return None
+    return _job_summary(config, run_dir, summary)
+
+
+def _resume_or_move_aside(config: Dict[str, Any]) -> None:
+    from proxmo.train.checkpoint import latest_checkpoint
+
+    run_dir = _named_run_dir(config)
+    if run_dir is None or not run_dir.exists() or config["run"].get("resume"):
+        return
+    if latest_checkpoint(run_dir) is not None:
+        config["run"]["resume"] = str(run_dir)
+    else:
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 @task(name="train-job")
@@ -37,8 +86,12 @@ def train_job(
     launcher: str = "local",
     num_gpus: float = 0.0,
     ray_address: Optional[str] = None,
+    num_cpus: float = 1.0,
 ) -> Dict[str, Any]:
-    """One training job, in this process (``local``) or as a Ray task asking for ``num_gpus`` (``ray``)."""
+    """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``).
+
+    Under a flow that started Ray, jobs submitted together run side by side on the cluster.
+    """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
     if launcher == "local":
@@ -53,7 +106,7 @@ def train_job(
             ray.init(num_cpus=2, include_dashboard=False)
         started = True
     try:
-        remote = ray.remote(num_gpus=num_gpus, num_cpus=1, max_retries=0)(run_job)
+        remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(run_job)
         return ray.get(remote.remote(dict(config)))
     finally:
         if started:

@@ -67,15 +67,10 @@ def prepare(options: Dict[str, Any], workdir: Path, splits: Sequence[str]) -> Di
     counts = GameCounts.parse(options.pop("games", None) or {})
     if "data" in options or all(_has_split(split, None) for split in splits):
         return options
-    from envs.alfworld.generate import Knobs, generate
 
     folder = Path(workdir) / "alfworld_games" / counts.folder_name()
     if not (folder / ".complete").exists():
-        knobs = Knobs(max_receptacles=counts.max_receptacles, distractors=counts.distractors)
-        for index, split in enumerate(dict.fromkeys(splits)):
-            for _ in generate(folder, split, counts.train if index == 0 else counts.eval, counts.seed, knobs=knobs):
-                pass
-        (folder / ".complete").touch()
+        _generate_once(folder, counts, list(dict.fromkeys(splits)))
     options["data"] = str(folder)
     return options
 
@@ -85,6 +80,38 @@ def game_key(task: Any) -> str:
     path = Path(str(task))
     data = path.read_bytes() if path.is_file() else str(task).encode()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _generate_once(folder: Path, counts: "GameCounts", splits: Sequence[str]) -> None:
+    """Write the games into a private folder, then move it into place in one rename.
+
+    Jobs that start together (an ablation's Ray tasks) may all find the folder missing: each generates
+    its own copy (the same games: generation is deterministic), the first rename wins, and the others
+    drop theirs, so no job ever reads a half-written folder.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from envs.alfworld.generate import Knobs, generate
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        knobs = Knobs(max_receptacles=counts.max_receptacles, distractors=counts.distractors)
+        for index, split in enumerate(splits):
+            for _ in generate(partial, split, counts.train if index == 0 else counts.eval, counts.seed, knobs=knobs):
+                pass
+        (partial / ".complete").touch()
+        if folder.exists() and not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # left by an interrupted generation of the older kind
+        try:
+            os.rename(partial, folder)
+        except OSError:
+            if not (folder / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def check_games(options: Mapping[str, Any]) -> None:

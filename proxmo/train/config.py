@@ -135,6 +135,10 @@ class RunConfig(_Section):
     tracker: Literal["jsonl", "mlflow", "both", "none"] = Field("jsonl", description="Where metrics go.")
     experiment: str = Field("proxmo", description="MLflow experiment name.")
     tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (default MLFLOW_TRACKING_URI).")
+    parent_run_id: Optional[str] = Field(
+        None, description="MLflow run this run is nested under (an ablation or a study sets it)."
+    )
+    tags: Dict[str, str] = Field(default_factory=dict, description="Extra tags of the run (e.g. the Prefect flow-run id).")
 
     @field_validator("tracking_uri")
     @classmethod

@@ -225,7 +225,8 @@ class Trainer:
         c = self.config.run
         id_file = self.run_dir / "mlflow_run_id"
         run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        tracker = make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id)
+        tracker = make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id,
+                               parent_run_id=c.parent_run_id, tags=c.tags)
         for part in getattr(tracker, "trackers", [tracker]):
             if getattr(part, "run_id", None):
                 id_file.write_text(part.run_id)
@@ -384,7 +385,7 @@ class Trainer:
             if self.start_iteration == 0:
                 self.tracker.log_params(c.to_dict())
                 self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind,
-                                       "eval_tasks_hash": self.eval_key})
+                                       "eval_tasks_hash": self.eval_key, **c.run.tags})
             if self.start_iteration == 0 and c.eval.random_baseline:
                 self._log_random(result)
             if c.eval.at_start and self.start_iteration == 0:

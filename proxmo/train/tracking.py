@@ -632,20 +632,21 @@ def make_tracker(
     run_name: str,
     tracking_uri: str | None = None,
     run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Tracker:
     """Build the tracker a job config asks for.
 
     kind: ``"jsonl"`` (files in ``folder``), ``"mlflow"`` (run ``run_name`` in ``experiment``, or
-    the existing run ``run_id``), ``"both"`` or ``"none"``.
+    the existing run ``run_id``; a child of ``parent_run_id`` when given), ``"both"`` or ``"none"``.
     """
     if kind == "jsonl":
         return JsonlTracker(folder)
-    if kind == "mlflow":
-        return MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id)
-    if kind == "both":
+    if kind in ("mlflow", "both"):
         # MLflow first: if it cannot start, fail before creating files for a run that never began.
-        mlflow_tracker = MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id)
-        return MultiTracker(JsonlTracker(folder), mlflow_tracker)
+        mlflow_tracker = MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id,
+                                       parent_run_id=parent_run_id, tags=tags)
+        return mlflow_tracker if kind == "mlflow" else MultiTracker(JsonlTracker(folder), mlflow_tracker)
     if kind == "none":
         return NullTracker()
     raise ValueError(f"kind: unknown tracker {kind!r}; expected one of {list(TRACKER_KINDS)}")

@@ -1,0 +1,165 @@
+"""The ablation flow: named variants (each a list of overrides) x seeds, run side by side, compared with honest statistics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.train import _preset
+from proxmo.results import RunSummary, compare_variants, markdown_table
+from proxmo.train.config import load_config
+from tasks.training import publish_results, train_job
+
+PAPER_VARIANTS: Dict[str, List[str]] = {
+    "grpo": ["advantage.estimator=grpo"],
+    "gigpo": ["advantage.estimator=gigpo"],
+    "proxmo": ["advantage.estimator=proxmo"],
+    "proxmo-no-modulation": ["advantage.estimator=proxmo", "advantage.modulation=false"],
+    "proxmo-exact-groups": ["advantage.estimator=proxmo", "advantage.step_grouping=exact"],
+    "proxmo-official": ["advantage.estimator=proxmo", "advantage.preset=official"],
+}
+"""The paper's ablation grid: the three estimators, ProxMO without modulation, with exact instead of soft
+step groups, and with the released code's statistics."""
+
+
+def variant_configs(preset: str, variants: Dict[str, List[str]], seeds: List[int], overrides: List[str],
+                    output_dir: str, name: str) -> List[Dict[str, Any]]:
+    """Every (variant, seed) job's resolved config, validated before anything runs (errors name the variant)."""
+    if not variants:
+        raise ValueError("variants: give at least one variant")
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    configs = []
+    for variant, extra in variants.items():
+        for seed in seeds:
+            try:
+                config = load_config(_preset(preset), [*overrides, *extra, f"run.seed={seed}",
+                                                       f"run.output_dir={output_dir}/{name}",
+                                                       f"run.name={variant}__s{seed}"])
+            except ValueError as error:
+                raise ValueError(f"variant {variant!r}: {error}") from None
+            data = config.to_dict()
+            data["run"]["tags"] = {**data["run"]["tags"], "variant": variant, "ablation": name}
+            configs.append(data)
+    return configs
+
+
+def _parent_run(experiment: str, name: str, tracking_uri: Optional[str], tags: Dict[str, str]):
+    """The MLflow run the jobs nest under: the ablation's earlier parent when it is re-run, else a new one."""
+    import mlflow
+
+    from proxmo.train.tracking import MlflowTracker
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiment_record = client.get_experiment_by_name(experiment)
+    if experiment_record is not None:
+        found = client.search_runs([experiment_record.experiment_id],
+                                   f"tags.ablation = '{name}' and tags.proxmo_role = 'ablation'", max_results=1)
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id)
+    return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,
+                         tags={**tags, "ablation": name, "proxmo_role": "ablation"})
+
+
+@flow(name="ablate", log_prints=True)
+def ablate_flow(
+    preset: str = "configs/alfworld_demo.yaml",
+    variants: Optional[Dict[str, List[str]]] = None,
+    seeds: Optional[List[int]] = None,
+    overrides: Optional[List[str]] = None,
+    name: str = "ablation",
+    output_dir: str = "runs/ablations",
+    baseline: str = "grpo",
+    launcher: Literal["local", "ray"] = "local",
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    ray_address: Optional[str] = None,
+    retries: int = 1,
+    experiment: str = "proxmo-ablations",
+    tracking_uri: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Run every variant on every seed and publish the comparison table (``ablation-<name>``).
+
+    Jobs run as Prefect tasks (``retries`` each; a retried job resumes from its checkpoint); with
+    ``launcher=ray`` each is a Ray task asking for ``num_cpus``/``num_gpus``, so they run side by side
+    (locally Ray starts with this machine's cores; on a cluster give ``ray_address``). Every job is an
+    MLflow run nested under the ablation's parent run, which holds the table (CSV and markdown).
+    Running the flow again resumes unfinished jobs and skips finished ones.
+    """
+    logger = get_run_logger()
+    variants = variants or dict(PAPER_VARIANTS)
+    seeds = seeds if seeds is not None else [0, 1, 2]
+    if baseline not in variants:
+        baseline = next(iter(variants))
+    configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
+    flow_run_id = str(flow_run.get_id() or "")
+    parent = _parent_run(experiment, name, tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    status = "FAILED"
+    started_ray = False
+    try:
+        for data in configs:
+            data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                               parent_run_id=parent.run_id)
+            data["run"]["tags"]["prefect.flow_run_id"] = flow_run_id
+        if launcher == "ray":
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
+                started_ray = True
+        job = train_job.with_options(retries=retries)
+        if launcher == "ray":  # side by side, each job a Ray task in its own process
+            futures = [job.submit(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+            summaries = [future.result() for future in futures]
+        else:  # one after another: jobs in one process share torch's global state
+            summaries = [job(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+        runs = [RunSummary.from_summary(d["run"]["tags"]["variant"], d["run"]["seed"], s["summary"])
+                for d, s in zip(configs, summaries)]
+        rows = compare_variants(runs, baseline=baseline)
+        table = markdown_table(rows, baseline=baseline)
+        logger.info("ablation %s:\n%s", name, table)
+        _log_table(parent, rows, table)
+        publish_results([_row(r) for r in rows], key=f"ablation-{_slug(name)}",
+                        title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
+        status = "FINISHED"
+        return {"parent_run_id": parent.run_id, "table": table, "runs": [s["run_dir"] for s in summaries],
+                "pids": [s["pid"] for s in summaries]}
+    finally:
+        parent.close(status)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _row(row) -> Dict[str, Any]:
+    return {"variant": row.variant, "seeds": len(row.seeds), "final": row.final.format(),
+            "difference": row.difference.format() if row.difference is not None else None,
+            "best (optimistic)": row.best.format(),
+            "final per seed": ", ".join(f"{100 * v:.1f}" for v in row.final_by_seed.values())}
+
+
+def _log_table(parent, rows, table: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        markdown = Path(folder) / "ablation.md"
+        markdown.write_text(table + "\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["variant", "seed", "final_success"])
+        for row in rows:
+            for seed, value in row.final_by_seed.items():
+                writer.writerow([row.variant, seed, value])
+        (Path(folder) / "ablation.csv").write_text(buffer.getvalue())
+        parent.log_artifact(markdown)
+        parent.log_artifact(Path(folder) / "ablation.csv")
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

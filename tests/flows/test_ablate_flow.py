@@ -1,0 +1,82 @@
+"""The ablation flow, fully orchestrated: real jobs nested under a parent MLflow run, a table with intervals, re-runs resume."""
+
+import json
+
+import mlflow
+import pytest
+from prefect.artifacts import Artifact
+
+from flows.ablate import PAPER_VARIANTS, ablate_flow, variant_configs
+
+TINY = [
+    "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.vocab_size=320",
+    "model.max_prompt_tokens=256", "rollout.n_groups=1", "rollout.group_size=2", "rollout.max_steps=3",
+    "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}", "eval.tasks=2",
+    "eval.episodes_per_task=1", "eval.batch=2", "eval.every=1", "eval.greedy=false", "eval.random_baseline=false",
+    "run.iterations=2",
+]
+
+
+def test_variants_are_validated_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="variant 'broken'.*advantage.estimator_typo"):
+        variant_configs("configs/alfworld_demo.yaml", {"ok": [], "broken": ["advantage.estimator_typo=x"]}, [0],
+                        TINY, str(tmp_path), "a")
+    assert set(PAPER_VARIANTS) == {"grpo", "gigpo", "proxmo", "proxmo-no-modulation", "proxmo-exact-groups",
+                                   "proxmo-official"}
+
+
+def test_ablation_nests_runs_publishes_the_table_and_resumes(tmp_path):
+    variants = {"grpo": ["advantage.estimator=grpo"], "proxmo": ["advantage.estimator=proxmo"]}
+    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0, 1], overrides=TINY,
+                      name="tiny", output_dir=str(tmp_path / "runs"), experiment="ablate-test")
+    assert "| proxmo | 2 |" in out["table"] and "final - grpo" in out["table"]
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("ablate-test").experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")
+    assert sorted(r.info.run_name for r in children) == ["grpo__s0", "grpo__s1", "proxmo__s0", "proxmo__s1"]
+    assert all(r.info.status == "FINISHED" and r.data.tags["prefect.flow_run_id"] for r in children)
+    parent = client.get_run(out["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"ablation.md", "ablation.csv"}
+    table = json.loads(Artifact.get("ablation-tiny").data)
+    assert [row["variant"] for row in table] == ["grpo", "proxmo"]
+
+    # A second run of the same ablation trains nothing again: same parent, same children, one point per step.
+    again = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0, 1], overrides=TINY,
+                        name="tiny", output_dir=str(tmp_path / "runs"), experiment="ablate-test")
+    assert again["parent_run_id"] == out["parent_run_id"] and again["table"] == out["table"]
+    assert len(client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")) == 4
+    history = client.get_metric_history(children[0].info.run_id, "train/success")
+    assert [m.step for m in history] == [1, 2]
+
+
+def test_ablation_jobs_run_side_by_side_as_ray_tasks(tmp_path):
+    import os
+
+    variants = {"grpo": ["advantage.estimator=grpo"], "proxmo": ["advantage.estimator=proxmo"]}
+    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[3], overrides=TINY,
+                      name="on-ray", output_dir=str(tmp_path / "runs"), experiment="ablate-ray", launcher="ray")
+    assert "| proxmo | 1 |" in out["table"]
+    assert all(pid != os.getpid() for pid in out["pids"])  # each job ran in a Ray worker process
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("ablate-ray").experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    import ray
+
+    assert not ray.is_initialized()  # the flow started Ray and shut it down
+
+
+def test_proxmo_ablate_command_runs_the_grid_and_prints_the_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from proxmo.cli import app
+
+    args = ["ablate", "configs/alfworld_demo.yaml", *TINY, "--variant", "grpo=advantage.estimator=grpo",
+            "--variant", "cold=advantage.estimator=proxmo advantage.temperature=0.05", "--seed", "0",
+            "--name", "cli", "--output-dir", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| cold | 1 |" in result.output and "parent MLflow run" in result.output
+    bad = CliRunner().invoke(app, [*args[:-4], "--variant", "x=advantage.nothing=1"])
+    assert bad.exit_code == 2 and "advantage.nothing" in bad.output
