@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from flows.train import _preset
 from proxmo.results import RunSummary, compare_variants, markdown_table
 from proxmo.train.config import load_config
-from tasks.training import publish_results, train_job
+from tasks.training import parent_run, publish_results, train_job
 
 PAPER_VARIANTS: Dict[str, List[str]] = {
     "grpo": ["advantage.estimator=grpo"],
@@ -50,24 +50,6 @@ def variant_configs(preset: str, variants: Dict[str, List[str]], seeds: List[int
     return configs
 
 
-def _parent_run(experiment: str, name: str, tracking_uri: Optional[str], tags: Dict[str, str]):
-    """The MLflow run the jobs nest under: the ablation's earlier parent when it is re-run, else a new one."""
-    import mlflow
-
-    from proxmo.train.tracking import MlflowTracker
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    experiment_record = client.get_experiment_by_name(experiment)
-    if experiment_record is not None:
-        found = client.search_runs([experiment_record.experiment_id],
-                                   f"tags.ablation = '{name}' and tags.proxmo_role = 'ablation'", max_results=1)
-        if found:
-            client.update_run(found[0].info.run_id, status="RUNNING")
-            return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id)
-    return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,
-                         tags={**tags, "ablation": name, "proxmo_role": "ablation"})
-
-
 @flow(name="ablate", log_prints=True)
 def ablate_flow(
     preset: str = "configs/alfworld_demo.yaml",
@@ -100,7 +82,7 @@ def ablate_flow(
         baseline = next(iter(variants))
     configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
     flow_run_id = str(flow_run.get_id() or "")
-    parent = _parent_run(experiment, name, tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    parent = parent_run(experiment, name, "ablation", tracking_uri, {"prefect.flow_run_id": flow_run_id})
     status = "FAILED"
     started_ray = False
     try:

@@ -18,8 +18,11 @@ from envs.alfworld.categories import CATEGORIES
 LAUNCHERS = ("local", "ray")
 
 
-def run_job(config: Mapping[str, Any]) -> Dict[str, Any]:
+def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Run one training job from a config dict; answers a JSON-friendly summary.
+
+    ``trial`` (``storage``, ``study``, ``trial_id``, ``metric``) makes the job report ``metric`` at every
+    evaluation to that Optuna trial and stop early when the study's pruner says so.
 
     A job whose named run folder already holds a finished run (``summary.json`` with all its
     iterations) is not run again; one that holds checkpoints continues from the latest; a folder
@@ -33,9 +36,29 @@ def run_job(config: Mapping[str, Any]) -> Dict[str, Any]:
     if finished is not None:
         return finished
     _resume_or_move_aside(data)
-    result = train(build_config(data), progress=False)
+    callback = trial_reporter(trial) if trial else None
+    result = train(build_config(data), progress=False, on_evaluation=callback)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     return _job_summary(data, result.run_dir, summary)
+
+
+def trial_reporter(trial: Mapping[str, Any]):
+    """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage)."""
+    import optuna
+
+    from proxmo.train.job import StopRun
+
+    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"])
+    handle = optuna.trial.Trial(study, int(trial["trial_id"]))
+    metric = trial["metric"]
+
+    def report(step: int, metrics: Mapping[str, float]) -> None:
+        if metric in metrics:
+            handle.report(float(metrics[metric]), step)
+        if handle.should_prune():
+            raise StopRun(f"pruned by the study at step {step}")
+
+    return report
 
 
 def _job_summary(config: Mapping[str, Any], run_dir: Path, summary: Mapping[str, Any]) -> Dict[str, Any]:
@@ -87,6 +110,7 @@ def train_job(
     num_gpus: float = 0.0,
     ray_address: Optional[str] = None,
     num_cpus: float = 1.0,
+    trial: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``).
 
@@ -95,7 +119,7 @@ def train_job(
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
     if launcher == "local":
-        return run_job(config)
+        return run_job(config, trial)
     import ray
 
     started = False
@@ -107,10 +131,28 @@ def train_job(
         started = True
     try:
         remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(run_job)
-        return ray.get(remote.remote(dict(config)))
+        return ray.get(remote.remote(dict(config), trial))
     finally:
         if started:
             ray.shutdown()
+
+
+def parent_run(experiment: str, name: str, role: str, tracking_uri: Optional[str], tags: Mapping[str, str]):
+    """The MLflow run that a flow's jobs nest under (an ablation, a study): the earlier one of the same name
+    and role when the flow is run again, else a new one. Returns an open :class:`MlflowTracker`."""
+    import mlflow
+
+    from proxmo.train.tracking import MlflowTracker
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    record = client.get_experiment_by_name(experiment)
+    if record is not None:
+        found = client.search_runs([record.experiment_id],
+                                   f"tags.proxmo_name = '{name}' and tags.proxmo_role = '{role}'", max_results=1)
+        if found:
+            return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id, tags=tags)
+    return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,
+                         tags={**tags, "proxmo_name": name, "proxmo_role": role})
 
 
 def results_row(summaries: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:

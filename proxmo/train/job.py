@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -40,6 +40,17 @@ from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 logger = logging.getLogger(__name__)
 
 
+class StopRun(Exception):
+    """Raised by an evaluation callback to end a run early (e.g. a pruned search trial).
+
+    The run ends with status KILLED, its summary written and ``TrainResult.stopped`` set.
+    """
+
+
+EvaluationCallback = Callable[[int, Dict[str, float]], None]
+"""Called after every evaluation with the step and the evaluation's metrics; may raise :class:`StopRun`."""
+
+
 @dataclass
 class TrainResult:
     """What a finished run leaves behind."""
@@ -51,6 +62,8 @@ class TrainResult:
     evaluations: List[Dict[str, float]] = field(default_factory=list)
     baseline: Dict[str, float] = field(default_factory=dict)
     """The random agent's evaluation (``val/random/*``) when ``eval.random_baseline`` is on."""
+    stopped: bool = False
+    """An evaluation callback ended the run early."""
     checkpoint: Optional[Path] = None
 
 
@@ -174,9 +187,11 @@ def check_runtime(config: TrainConfig) -> None:
 class Trainer:
     """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
 
-    def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
+                 on_evaluation: Optional[EvaluationCallback] = None) -> None:
         self.config = config
         self.progress = progress
+        self.on_evaluation = on_evaluation
         _quiet_transformers()
         check_runtime(config)
         if tracker is None and config.run.tracker in ("mlflow", "both"):
@@ -404,6 +419,9 @@ class Trainer:
             if self.start_iteration >= c.run.iterations and not result.evaluations:  # nothing to train: evaluate
                 self._log_eval(result, self.start_iteration)
             status = "FINISHED"
+        except StopRun as stop:
+            status, result.stopped = "KILLED", True
+            logger.info("run stopped at iteration %d: %s", result.iterations, stop)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -412,7 +430,7 @@ class Trainer:
         (self.run_dir / "summary.json").write_text(json.dumps(
             {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
              "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
-             "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key,
+             "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
              "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
              "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
         return result
@@ -438,6 +456,8 @@ class Trainer:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
             logger.info("eval at %d: success %.3f", step, metrics.get("val/success", float("nan")))
+            if self.on_evaluation is not None:
+                self.on_evaluation(step, metrics)
 
     def _logged_evaluations(self) -> Tuple[List[Dict[str, float]], Dict[str, float]]:
         """The evaluations (and the random baseline) this run logged up to its checkpoint, from its JSON lines."""
@@ -503,10 +523,11 @@ def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
     return model.model_copy(update={"kind": "hf", "path": str(folder), "gguf_file": None})
 
 
-def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True) -> TrainResult:
+def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
+          on_evaluation: Optional[EvaluationCallback] = None) -> TrainResult:
     """Run a whole training job; see :class:`Trainer`."""
-    return Trainer(config, tracker, progress).run()
+    return Trainer(config, tracker, progress, on_evaluation).run()
 
 
-__all__ = ["EnvSetup", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
+__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
 

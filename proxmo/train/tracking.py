@@ -433,13 +433,13 @@ class MlflowTracker(_ClosingContext):
         if run_id is not None:  # continue a run (a resumed training job): same id, metrics go on
             run = self.client.get_run(run_id)
             self.client.update_run(run_id, status="RUNNING")
-            if run_tags:
-                self.set_tags(run_tags)
         else:
             run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name)
         self.run_id: str = run.info.run_id
         self.run_name: str = run.info.run_name
         self.closed = False
+        if run_id is not None and run_tags:
+            self.set_tags(run_tags)
 
     def _get_or_create_experiment(self, name: str, artifact_location: Optional[str]) -> str:
         """The id of experiment ``name``, creating it if needed (tolerating a concurrent creator)."""
