@@ -225,6 +225,43 @@ def ablate(
 
 
 @app.command()
+def sweep(
+    preset: Path = typer.Argument(Path("configs/alfworld_demo.yaml"), help="The preset every trial starts from."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Dotted overrides for every trial."),
+    name: str = typer.Option("sweep", help="Study name (its folder, storage entry and parent MLflow run)."),
+    trials: int = typer.Option(24, min=1, help="Finished trials the study should hold."),
+    concurrency: int = typer.Option(2, min=1, help="Trials at a time."),
+    param: List[str] = typer.Option(["delta", "tau"], "--param", help="Searched: delta, beta, tau, alpha, omega, "
+                                    "rollout_temperature (repeat)."),
+    objective: str = typer.Option("final", help="final or auc (mean validation success over evaluations)."),
+    pruner: str = typer.Option("median", help="median, none or threshold:<lower>."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: SQLite optuna.db in the project)."),
+    launcher: str = typer.Option("local", help="local (one trial after another) or ray (side by side)."),
+    output_dir: str = typer.Option("runs/sweeps", help="Trials go to OUTPUT_DIR/NAME/trialNNN."),
+) -> None:
+    """Run an Optuna study (TPE) over ProxMO's settings through the Prefect flow and print its trials."""
+    from flows.sweep import sweep_flow
+
+    if launcher not in ("local", "ray"):
+        raise typer.BadParameter(f"expected local or ray, got {launcher!r}", param_hint="--launcher")
+    if objective not in ("final", "auc"):
+        raise typer.BadParameter(f"expected final or auc, got {objective!r}", param_hint="--objective")
+    try:
+        result = sweep_flow(preset=str(preset), name=name, n_trials=trials, concurrency=concurrency, params=list(param),
+                            objective=objective, pruner=pruner, overrides=list(overrides or []), storage=storage,
+                            output_dir=output_dir, launcher=launcher)
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(code=2) from None
+    rows = result["trials"]
+    table = Table(*(rows[0].keys() if rows else ["trial"]), title=f"study {escape(name)} ({result['storage']})")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"best: {result['best_params']} -> {result['best_value']}; parent MLflow run: {result['parent_run_id']}")
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from importlib.metadata import version as installed

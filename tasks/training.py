@@ -42,13 +42,35 @@ def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None
     return _job_summary(data, result.run_dir, summary)
 
 
+def make_pruner(spec: str):
+    """The Optuna pruner named by ``spec``: ``median``, ``none``, or ``threshold:<lower>``.
+
+    Pruners are not kept in the study's storage, so every process that asks ``should_prune`` builds the
+    same one from this name.
+    """
+    import optuna
+
+    if spec == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if spec == "none":
+        return optuna.pruners.NopPruner()
+    kind, _, value = spec.partition(":")
+    if kind == "threshold":
+        try:
+            return optuna.pruners.ThresholdPruner(lower=float(value))
+        except ValueError:
+            pass
+    raise ValueError(f"pruner: expected median, none or threshold:<lower>, got {spec!r}")
+
+
 def trial_reporter(trial: Mapping[str, Any]):
     """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage)."""
     import optuna
 
     from proxmo.train.job import StopRun
 
-    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"])
+    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"],
+                              pruner=make_pruner(trial.get("pruner", "median")))
     handle = optuna.trial.Trial(study, int(trial["trial_id"]))
     metric = trial["metric"]
 

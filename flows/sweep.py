@@ -1,0 +1,222 @@
+"""The sweep flow: an Optuna study over ProxMO's δ and τ (and more), each trial a real training job."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.train import ROOT, _preset
+from proxmo.train.config import load_config
+from tasks.training import make_pruner, parent_run, publish_results, train_job
+
+SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
+    "delta": ("advantage.target_range", 0.01, 0.3, True),
+    "beta": ("advantage.beta", 0.02, 1.0, True),
+    "tau": ("advantage.temperature", 0.02, 1.0, True),
+    "alpha": ("advantage.alpha", 1.0, 8.0, False),
+    "omega": ("advantage.step_weight", 0.25, 2.0, False),
+    "rollout_temperature": ("rollout.temperature", 0.5, 1.5, False),
+}
+"""Name -> (config field, low, high, log scale). δ (or β) and τ are searched by default."""
+
+OBJECTIVES = ("final", "auc")
+DEFAULT_STORAGE = f"sqlite:///{ROOT / 'optuna.db'}"
+
+
+def objective_value(summary: Dict[str, Any], objective: str) -> float:
+    """``final``: the last validation success; ``auc``: the mean validation success over the run's evaluations."""
+    values = [float(e["val/success"]) for e in summary.get("evaluations", []) if "val/success" in e]
+    if not values:
+        raise ValueError("the run has no evaluation to score")
+    return values[-1] if objective == "final" else sum(values) / len(values)
+
+
+def _space(params: List[str], ranges: Optional[Dict[str, List[float]]]) -> Dict[str, Tuple[str, float, float, bool]]:
+    unknown = [p for p in [*params, *(ranges or {})] if p not in SEARCH_SPACE]
+    if unknown:
+        raise ValueError(f"params: unknown {unknown}; choose from {list(SEARCH_SPACE)}")
+    if "delta" in params and "beta" in params:
+        raise ValueError("params: delta and beta set the same modulation strength; search one of them")
+    space = {}
+    for name in params:
+        key, low, high, log = SEARCH_SPACE[name]
+        if ranges and name in ranges:
+            low, high = (float(v) for v in ranges[name])
+        if not low < high or (log and low <= 0):
+            raise ValueError(f"ranges.{name}: need 0 < low < high on a log scale, got [{low}, {high}]")
+        space[name] = (key, low, high, log)
+    return space
+
+
+def _config(preset: str, overrides: List[str], values: Dict[str, Tuple[str, float]], name: str, number: int,
+            output_dir: str, seed: int) -> Dict[str, Any]:
+    config = load_config(_preset(preset), [*overrides, *(f"{key}={value}" for key, value in values.values()),
+                                           f"run.seed={seed}", f"run.output_dir={output_dir}/{name}",
+                                           f"run.name=trial{number:03d}"])
+    return config.to_dict()
+
+
+@flow(name="sweep", log_prints=True)
+def sweep_flow(
+    preset: str = "configs/alfworld_demo.yaml",
+    name: str = "sweep",
+    n_trials: int = 24,
+    concurrency: int = 2,
+    params: Optional[List[str]] = None,
+    ranges: Optional[Dict[str, List[float]]] = None,
+    objective: Literal["final", "auc"] = "final",
+    pruner: str = "median",
+    overrides: Optional[List[str]] = None,
+    seed: int = 0,
+    storage: Optional[str] = None,
+    output_dir: str = "runs/sweeps",
+    launcher: Literal["local", "ray"] = "local",
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    ray_address: Optional[str] = None,
+    experiment: str = "proxmo-sweeps",
+    tracking_uri: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Search ``params`` (default δ and τ) with TPE until the study holds ``n_trials`` finished trials.
+
+    Trials run ``concurrency`` at a time (side by side with ``launcher=ray``); each reports its
+    evaluations to the study, whose pruner (``median``, ``none``, ``threshold:<lower>``) may stop it
+    early (PRUNED); a trial whose job fails is
+    recorded as FAIL and the study goes on. The study lives in ``storage`` (default SQLite
+    ``optuna.db`` in the project; any RDB URL works) and is loaded if it exists, so running the flow
+    again continues it. Every trial is an MLflow run nested under the study's parent run.
+    """
+    import optuna
+
+    logger = get_run_logger()
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
+    make_pruner(pruner)  # a bad name fails here, before any trial
+    if n_trials < 1 or concurrency < 1:
+        raise ValueError("n_trials and concurrency: must be >= 1")
+    space = _space(params or ["delta", "tau"], ranges)
+    overrides = list(overrides or [])
+    # Every setting is checked before the first trial: the config at the low end of every range.
+    _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
+    storage = storage or DEFAULT_STORAGE
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, n_trials)),
+        pruner=make_pruner(pruner),
+    )
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its job died with an earlier run of the flow
+    flow_run_id = str(flow_run.get_id() or "")
+    parent = parent_run(experiment, name, "study", tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    metric = "val/success"
+    status = "FAILED"
+    started_ray = False
+    try:
+        if launcher == "ray":
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
+                started_ray = True
+        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
+            left = n_trials - len(study.get_trials(deepcopy=False, states=finished))
+            trials = [study.ask() for _ in range(min(concurrency, left))]
+            jobs = []
+            for trial in trials:
+                values = {n: (k, trial.suggest_float(n, low, high, log=log)) for n, (k, low, high, log) in space.items()}
+                data = _config(preset, overrides, values, name, trial.number, output_dir, seed)
+                data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                                   parent_run_id=parent.run_id)
+                data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
+                                       "prefect.flow_run_id": flow_run_id}
+                # Optuna names a trial to other processes by its storage id (no public accessor exists).
+                reporter = {"storage": storage, "study": name, "trial_id": trial._trial_id, "metric": metric,
+                            "pruner": pruner}
+                jobs.append(train_job.with_options(retries=0).submit(
+                    data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
+                    else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
+            for trial, job in zip(trials, jobs):
+                _tell(study, trial, job, objective, logger)
+        best = study.best_trial if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
+        rows = _trial_rows(study, space)
+        _log_trials(parent, rows, best)
+        publish_results(rows, key=f"sweep-{_slug(name)}", title=f"sweep {name}: trials by objective ({objective})")
+        status = "FINISHED"
+        return {"parent_run_id": parent.run_id, "study": name, "storage": storage, "trials": rows,
+                "best_params": best.params if best else None, "best_value": best.value if best else None}
+    finally:
+        parent.close(status)
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+class _Done:
+    """A job that already ran (the local launcher runs trials one after another), shaped like a Prefect future."""
+
+    def __init__(self, value: Any = None, error: Optional[BaseException] = None):
+        self.value, self.error = value, error
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _run_now(*args) -> _Done:
+    try:
+        return _Done(train_job.with_options(retries=0)(*args))
+    except Exception as error:  # noqa: BLE001 - recorded as a failed trial
+        return _Done(error=error)
+
+
+def _tell(study, trial, job, objective: str, logger) -> None:
+    import optuna
+
+    try:
+        summary = job.result()["summary"]
+    except Exception as error:  # noqa: BLE001 - a failed trial is recorded and the study goes on
+        logger.warning("trial %d failed: %s", trial.number, error)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    if summary.get("stopped"):
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    value = objective_value(summary, objective)
+    study.tell(trial, value)
+    logger.info("trial %d: %s -> %.3f", trial.number, trial.params, value)
+
+
+def _trial_rows(study, space) -> List[Dict[str, Any]]:
+    rows = []
+    for trial in study.trials:
+        row: Dict[str, Any] = {"trial": trial.number, "state": trial.state.name,
+                               "value": round(trial.value, 4) if trial.value is not None else None}
+        row.update({name: round(trial.params[name], 4) if name in trial.params else None for name in space})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0.0), r["trial"]))
+
+
+def _log_trials(parent, rows: List[Dict[str, Any]], best) -> None:
+    if best is not None:
+        parent.set_tags({f"best.{k}": f"{v:.6g}" for k, v in best.params.items()} | {"best.value": f"{best.value:.4f}"})
+    with tempfile.TemporaryDirectory() as folder:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["trial"])
+        writer.writeheader()
+        writer.writerows(rows)
+        path = Path(folder) / "trials.csv"
+        path.write_text(buffer.getvalue())
+        parent.log_artifact(path)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

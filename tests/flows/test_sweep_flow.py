@@ -1,0 +1,109 @@
+"""The sweep flow: an Optuna study of real training jobs, nested MLflow runs, failures recorded, studies resumed."""
+
+import mlflow
+import optuna
+import pytest
+from prefect.artifacts import Artifact
+
+import tasks.training
+from flows.sweep import objective_value, sweep_flow
+from tests.flows.test_ablate_flow import TINY
+
+
+def test_sweep_runs_trials_records_the_study_and_resumes(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = dict(preset="configs/alfworld_demo.yaml", name="tiny-sweep", concurrency=2, overrides=TINY,
+                  storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none")
+    out = sweep_flow(n_trials=3, **common)
+    study = optuna.load_study(study_name="tiny-sweep", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    for trial in study.trials:
+        assert 0.01 <= trial.params["delta"] <= 0.3 and 0.02 <= trial.params["tau"] <= 1.0
+        assert 0.0 <= trial.value <= 1.0
+    assert out["best_value"] == max(t.value for t in study.trials)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("sweep-test").experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")
+    assert sorted(r.data.tags["trial"] for r in children) == ["0", "1", "2"]
+    assert {r.data.params["advantage.target_range"] for r in children} == {f"{t.params['delta']}" for t in study.trials}
+    parent = client.get_run(out["parent_run_id"])
+    assert parent.info.status == "FINISHED" and "best.delta" in parent.data.tags
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["trials.csv"]
+    assert Artifact.get("sweep-tiny-sweep") is not None
+
+    again = sweep_flow(n_trials=4, **common)  # the study goes on: one more trial, same parent
+    assert len(optuna.load_study(study_name="tiny-sweep", storage=storage).trials) == 4
+    assert again["parent_run_id"] == out["parent_run_id"]
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    real = tasks.training.run_job
+
+    def flaky(config, trial=None):
+        if config["run"]["name"] == "trial001":
+            raise RuntimeError("simulated crash")
+        return real(config, trial)
+
+    monkeypatch.setattr(tasks.training, "run_job", flaky)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    sweep_flow(preset="configs/alfworld_demo.yaml", name="flaky", n_trials=3, concurrency=1, overrides=TINY,
+               storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none")
+    states = [t.state.name for t in optuna.load_study(study_name="flaky", storage=storage).trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"]
+
+
+def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for kwargs, message in [(dict(params=["delta", "gamma"]), "gamma"), (dict(params=["delta", "beta"]), "beta"),
+                            (dict(ranges={"tau": [0.0, 1.0]}), "ranges.tau"),
+                            (dict(overrides=["optim.lr=-1"]), "optim.lr"), (dict(pruner="sometimes"), "pruner")]:
+        with pytest.raises(ValueError, match=message):
+            sweep_flow(preset="configs/alfworld_demo.yaml", name="bad", n_trials=1, storage=storage,
+                       output_dir=str(tmp_path / "runs"), **kwargs)
+    assert not (tmp_path / "runs").exists()
+    assert "bad" not in optuna.study.get_all_study_names(storage)
+
+
+def test_the_trial_reporter_prunes_through_the_study(tmp_path):
+    from proxmo.train.job import StopRun
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+    trial = study.ask()
+    report = tasks.training.trial_reporter({"storage": storage, "study": "p", "trial_id": trial._trial_id,
+                                            "metric": "val/success", "pruner": "threshold:0.5"})
+    report(1, {"val/success": 0.9})  # above the threshold: goes on
+    with pytest.raises(StopRun, match="pruned"):
+        report(2, {"val/success": 0.1})
+    assert study.trials[0].intermediate_values == {1: 0.9, 2: 0.1}
+
+
+def test_objectives():
+    summary = {"evaluations": [{"val/success": 0.2}, {"val/success": 0.4}, {"val/success": 0.6}]}
+    assert objective_value(summary, "final") == 0.6 and objective_value(summary, "auc") == pytest.approx(0.4)
+
+
+def test_a_pruned_trial_stops_its_job_early(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    out = sweep_flow(preset="configs/alfworld_demo.yaml", name="pruned", n_trials=1, concurrency=1, overrides=TINY,
+                     storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test",
+                     pruner="threshold:2.0")  # no success rate reaches 2: pruned at the first evaluation
+    assert [t.state.name for t in optuna.load_study(study_name="pruned", storage=storage).trials] == ["PRUNED"]
+    assert out["best_value"] is None
+    run = mlflow.MlflowClient().search_runs(
+        [mlflow.MlflowClient().get_experiment_by_name("sweep-test").experiment_id],
+        f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")[0]
+    assert run.info.status == "KILLED"
+
+
+def test_proxmo_sweep_command_prints_the_trials(tmp_path):
+    from typer.testing import CliRunner
+
+    from proxmo.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "configs/alfworld_demo.yaml", *TINY, "--name", "cli-sweep",
+                                      "--trials", "2", "--concurrency", "1", "--pruner", "none",
+                                      "--storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+                                      "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "study cli-sweep" in result.output and "best:" in result.output and "COMPLETE" in result.output
