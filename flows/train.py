@@ -53,6 +53,8 @@ def reproduce_flow(
     estimators: Optional[List[str]] = None,
     seeds: Optional[List[int]] = None,
     overrides: Optional[List[str]] = None,
+    alfworld_overrides: Optional[List[str]] = None,
+    webshop_overrides: Optional[List[str]] = None,
     output_dir: str = "runs/reproduce",
     launcher: Literal["local", "ray"] = "local",
     num_gpus: float = 0.0,
@@ -62,21 +64,26 @@ def reproduce_flow(
 
     Rows are methods; columns the ALFWorld success rate per category and overall, and the WebShop
     score and success (percent), averaged over seeds. Leave a preset empty to skip its environment.
+    ``overrides`` go to every job, ``alfworld_overrides`` / ``webshop_overrides`` only to that
+    environment's. Every job's config is checked before the first one starts.
     """
     estimators = estimators or ["grpo", "gigpo", "proxmo"]
     seeds = seeds if seeds is not None else [0]
-    presets = {"alfworld": alfworld_preset, "webshop": webshop_preset}
-    summaries: Dict[str, List[Dict[str, Any]]] = {name: [] for name in estimators}
+    presets = {"alfworld": (alfworld_preset, alfworld_overrides), "webshop": (webshop_preset, webshop_overrides)}
+    jobs = []
     for estimator in estimators:
-        for env, preset in presets.items():
+        for env, (preset, env_overrides) in presets.items():
             if not preset:
                 continue
             for seed in seeds:
                 config = load_config(_preset(preset), [
-                    *(overrides or []), f"advantage.estimator={estimator}", f"run.seed={seed}",
-                    f"run.output_dir={output_dir}", f"run.name={env}__{estimator}__s{seed}",
+                    *(overrides or []), *(env_overrides or []), f"advantage.estimator={estimator}",
+                    f"run.seed={seed}", f"run.output_dir={output_dir}", f"run.name={env}__{estimator}__s{seed}",
                 ])
-                summaries[estimator].append(train_job(config.to_dict(), launcher, num_gpus, ray_address))
+                jobs.append((estimator, config.to_dict()))
+    summaries: Dict[str, List[Dict[str, Any]]] = {name: [] for name in estimators}
+    for estimator, data in jobs:
+        summaries[estimator].append(train_job(data, launcher, num_gpus, ray_address))
     rows = [results_row(summaries[name]) for name in estimators]
     publish_results(rows, key="reproduce-table", title="ALFWorld success (%) and WebShop score / success (%)")
     return rows

@@ -45,3 +45,19 @@ def test_prefect_yaml_deployments_point_at_flows_and_their_parameters():
         for key in ("preset", "alfworld_preset", "webshop_preset"):
             if key in deployment["parameters"]:
                 assert (root / deployment["parameters"][key]).is_file()
+
+
+def test_reproduce_takes_overrides_per_environment_and_checks_them_all_first(tmp_path):
+    import pytest
+
+    with pytest.raises(Exception, match="env.options.num_products"):
+        # A WebShop option given to every job fails on the ALFWorld config, before any job runs.
+        reproduce_flow(estimators=["grpo"], seeds=[0], overrides=[*TINY, "env.options.num_products=300"],
+                       output_dir=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+    rows = reproduce_flow(
+        estimators=["grpo"], seeds=[0], overrides=TINY, output_dir=str(tmp_path / "runs"),
+        alfworld_overrides=["env.options.games.train=6", "env.options.games.eval=6"],
+        webshop_overrides=["env.options.num_products=300", "env.options.num_goals=700"],
+    )
+    assert rows[0]["All"] is not None and rows[0]["WS score"] is not None
