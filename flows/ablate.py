@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Literal, Optional
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.train import _preset
+from flows.train import _preset, artifact_key
 from proxmo.results import RunSummary, compare_variants, markdown_table
 from proxmo.train.config import load_config
-from tasks.training import parent_run, publish_results, train_job
+from tasks.training import parent_run, publish_results, ray_session, train_job
 
 PAPER_VARIANTS: Dict[str, List[str]] = {
     "grpo": ["advantage.estimator=grpo"],
@@ -84,41 +84,35 @@ def ablate_flow(
     flow_run_id = str(flow_run.get_id() or "")
     parent = parent_run(experiment, name, "ablation", tracking_uri, {"prefect.flow_run_id": flow_run_id})
     status = "FAILED"
-    started_ray = False
     try:
         for data in configs:
             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent.run_id)
             data["run"]["tags"]["prefect.flow_run_id"] = flow_run_id
-        if launcher == "ray":
-            import ray
-
-            if not ray.is_initialized():
-                ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
-                started_ray = True
-        job = train_job.with_options(retries=retries)
-        if launcher == "ray":  # side by side, each job a Ray task in its own process
-            futures = [job.submit(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
-            summaries = [future.result() for future in futures]
-        else:  # one after another: jobs in one process share torch's global state
-            summaries = [job(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+        summaries = _run_jobs(configs, launcher, retries, num_gpus, ray_address, num_cpus)
         runs = [RunSummary.from_summary(d["run"]["tags"]["variant"], d["run"]["seed"], s["summary"])
                 for d, s in zip(configs, summaries)]
         rows = compare_variants(runs, baseline=baseline)
         table = markdown_table(rows, baseline=baseline)
         logger.info("ablation %s:\n%s", name, table)
         _log_table(parent, rows, table)
-        publish_results([_row(r) for r in rows], key=f"ablation-{_slug(name)}",
+        publish_results([_row(r) for r in rows], key=f"ablation-{artifact_key(name)}",
                         title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
         status = "FINISHED"
         return {"parent_run_id": parent.run_id, "table": table, "runs": [s["run_dir"] for s in summaries],
                 "pids": [s["pid"] for s in summaries]}
     finally:
         parent.close(status)
-        if started_ray:
-            import ray
 
-            ray.shutdown()
+
+def _run_jobs(configs, launcher: str, retries: int, num_gpus: float, ray_address: Optional[str], num_cpus: float):
+    job = train_job.with_options(retries=retries)
+    with ray_session(launcher, ray_address):
+        if launcher == "ray":  # side by side, each job a Ray task in its own process
+            futures = [job.submit(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+            return [future.result() for future in futures]
+        # one after another: jobs in one process share torch's global state
+        return [job(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
 
 
 def _row(row) -> Dict[str, Any]:
@@ -142,6 +136,3 @@ def _log_table(parent, rows, table: str) -> None:
         parent.log_artifact(markdown)
         parent.log_artifact(Path(folder) / "ablation.csv")
 
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

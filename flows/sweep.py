@@ -11,9 +11,9 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.train import ROOT, _preset
+from flows.train import ROOT, _preset, artifact_key
 from proxmo.train.config import load_config
-from tasks.training import make_pruner, parent_run, publish_results, train_job
+from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
     "delta": ("advantage.target_range", 0.01, 0.3, True),
@@ -116,47 +116,38 @@ def sweep_flow(
     parent = parent_run(experiment, name, "study", tracking_uri, {"prefect.flow_run_id": flow_run_id})
     metric = "val/success"
     status = "FAILED"
-    started_ray = False
     try:
-        if launcher == "ray":
-            import ray
-
-            if not ray.is_initialized():
-                ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
-                started_ray = True
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
-            left = n_trials - len(study.get_trials(deepcopy=False, states=finished))
-            trials = [study.ask() for _ in range(min(concurrency, left))]
-            jobs = []
-            for trial in trials:
-                values = {n: (k, trial.suggest_float(n, low, high, log=log)) for n, (k, low, high, log) in space.items()}
-                data = _config(preset, overrides, values, name, trial.number, output_dir, seed)
-                data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
-                                   parent_run_id=parent.run_id)
-                data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
-                                       "prefect.flow_run_id": flow_run_id}
-                # Optuna names a trial to other processes by its storage id (no public accessor exists).
-                reporter = {"storage": storage, "study": name, "trial_id": trial._trial_id, "metric": metric,
-                            "pruner": pruner}
-                jobs.append(train_job.with_options(retries=0).submit(
-                    data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
-                    else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
-            for trial, job in zip(trials, jobs):
-                _tell(study, trial, job, objective, logger)
+        with ray_session(launcher, ray_address):
+            while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
+                left = n_trials - len(study.get_trials(deepcopy=False, states=finished))
+                trials = [study.ask() for _ in range(min(concurrency, left))]
+                jobs = []
+                for trial in trials:
+                    values = {n: (k, trial.suggest_float(n, low, high, log=log))
+                              for n, (k, low, high, log) in space.items()}
+                    data = _config(preset, overrides, values, name, trial.number, output_dir, seed)
+                    data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                                       parent_run_id=parent.run_id)
+                    data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
+                                           "prefect.flow_run_id": flow_run_id}
+                    # Optuna names a trial to other processes by its storage id (no public accessor exists).
+                    reporter = {"storage": storage, "study": name, "trial_id": trial._trial_id, "metric": metric,
+                                "pruner": pruner}
+                    jobs.append(train_job.with_options(retries=0).submit(
+                        data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
+                        else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
+                for trial, job in zip(trials, jobs):
+                    _tell(study, trial, job, objective, logger)
         best = study.best_trial if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
         rows = _trial_rows(study, space)
         _log_trials(parent, rows, best)
-        publish_results(rows, key=f"sweep-{_slug(name)}", title=f"sweep {name}: trials by objective ({objective})")
+        publish_results(rows, key=f"sweep-{artifact_key(name)}", title=f"sweep {name}: trials by objective ({objective})")
         status = "FINISHED"
         return {"parent_run_id": parent.run_id, "study": name, "storage": storage, "trials": rows,
                 "best_params": best.params if best else None, "best_value": best.value if best else None}
     finally:
         parent.close(status)
-        if started_ray:
-            import ray
-
-            ray.shutdown()
 
 
 class _Done:
@@ -217,6 +208,3 @@ def _log_trials(parent, rows: List[Dict[str, Any]], best) -> None:
         path.write_text(buffer.getvalue())
         parent.log_artifact(path)
 
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

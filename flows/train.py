@@ -22,7 +22,7 @@ def _preset(path: str) -> str:
     return path
 
 
-def _slug(text: str) -> str:
+def artifact_key(text: str) -> str:
     """A Prefect artifact key: lower-case letters, digits and dashes."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
@@ -41,7 +41,7 @@ def train_flow(
     data["run"]["name"] = run_name(config)  # fixed here so the artifact key and the run folder agree
     summary = train_job(data, launcher, num_gpus, ray_address)
     row = results_row([summary])
-    publish_results([row], key=f"train-{_slug(summary['run_name'])}", title=f"run {summary['run_name']}")
+    publish_results([row], key=f"train-{artifact_key(summary['run_name'])}", title=f"run {summary['run_name']}")
     print(f"run {summary['run_name']}: {summary['final_eval'].get('val/success')} success -> {summary['run_dir']}")
     return summary
 

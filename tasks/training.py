@@ -7,8 +7,9 @@ import json
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -154,6 +155,24 @@ def train_job(
     try:
         remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(run_job)
         return ray.get(remote.remote(dict(config), trial))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextmanager
+def ray_session(launcher: str, ray_address: Optional[str] = None) -> Iterator[None]:
+    """With ``launcher=ray``: Ray is up for the block (started here, and shut down after, unless it already ran)."""
+    if launcher != "ray":
+        yield
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
+    try:
+        yield
     finally:
         if started:
             ray.shutdown()

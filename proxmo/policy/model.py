@@ -131,6 +131,14 @@ def _load_hf(config: ModelConfig):
     return model, tokenizer
 
 
+def check_model_path(config: ModelConfig) -> None:
+    """Fail, naming ``model.path``, when a checkpoint the config names cannot exist (checks files only)."""
+    if config.kind == "hf":
+        _check_hf_path(str(config.path))
+    elif config.kind == "gguf":
+        _gguf_location(config)
+
+
 def _check_hf_path(path: str) -> None:
     if os.path.exists(path):
         if not os.path.isdir(path):

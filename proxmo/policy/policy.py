@@ -271,13 +271,9 @@ class Policy:
             # Negative columns mark "the prompt's last token": -len(prompt) -> len(prompt) - 1.
             cols = torch.where(cols < 0, -cols - 1, cols)
             logits = self.model.get_output_embeddings()(hidden[rows, cols])
-        targets = torch.tensor(token_target, device=device)
-        token_logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
-        totals = torch.zeros(len(lengths), device=device).index_add(
-            0, torch.tensor(token_candidate, device=device), token_logprobs)
-        if length_normalize:
-            totals = totals / torch.tensor(lengths, dtype=torch.float32, device=device)
-        return list(totals.split(counts))
+        return _candidate_totals(logits, torch.tensor(token_target, device=device),
+                                 torch.tensor(token_candidate, device=device),
+                                 torch.tensor(lengths, dtype=torch.float32, device=device), counts, length_normalize)
 
     def _packed_scores(self, prompt_ids, candidate_ids, length_normalize: bool) -> list[Tensor]:
         """One forward pass over rows ``prompt + candidate_1 + candidate_2 + ...``.
@@ -296,12 +292,8 @@ class Policy:
                 use_cache=False,
             ).last_hidden_state
             logits = self.model.get_output_embeddings()(hidden[packed.token_row, packed.token_col])
-        token_logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, packed.token_target[:, None]).squeeze(-1)
-        totals = torch.zeros(packed.n_candidates, device=self.device).index_add(0, packed.token_candidate,
-                                                                               token_logprobs)
-        if length_normalize:
-            totals = totals / packed.candidate_length
-        return list(totals.split(packed.counts))
+        return _candidate_totals(logits, packed.token_target, packed.token_candidate, packed.candidate_length,
+                                 packed.counts, length_normalize)
 
     def _mask_dtype(self) -> torch.dtype:
         """The dtype of additive attention masks: that of the attention scores.
@@ -509,10 +501,6 @@ class _Packed(NamedTuple):
     candidate_length: Tensor  # [C] tokens per candidate (float)
     counts: list[int]  # candidates per row
 
-    @property
-    def n_candidates(self) -> int:
-        return len(self.candidate_length)
-
     def attention_mask(self) -> Tensor:
         """[B, 1, W, W]: a query sees earlier keys of the prompt and of its own candidate; padding sees itself."""
         width = self.segment.shape[1]
@@ -562,6 +550,20 @@ def _pack_candidates(prompt_ids: Sequence[Sequence[int]], candidate_ids: Sequenc
         candidate_length=torch.tensor(lengths, dtype=torch.float32, device=device),
         counts=counts,
     )
+
+
+def _candidate_totals(logits: Tensor, targets: Tensor, candidate: Tensor, lengths: Tensor, counts: list[int],
+                      length_normalize: bool) -> list[Tensor]:
+    """Per prompt, its candidates' summed (or mean) token log-probs.
+
+    logits: [T, V] predicting the scored tokens ``targets`` [T]; candidate: [T] each token's candidate over
+    the batch; lengths: [C] tokens per candidate; counts: candidates per prompt.
+    """
+    token_logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+    totals = torch.zeros(len(lengths), device=logits.device).index_add(0, candidate, token_logprobs)
+    if length_normalize:
+        totals = totals / lengths
+    return list(totals.split(counts))
 
 
 def _candidate_mask(segment: Tensor, prompt_lengths: Tensor, prompt_width: int) -> Tensor:

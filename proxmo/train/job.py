@@ -29,6 +29,7 @@ import torch
 import envs
 from proxmo.advantage import compute_advantages
 from proxmo.policy import ModelConfig, Policy, UniformPolicy
+from proxmo.policy.model import check_model_path
 from proxmo.rollout import Rollout, RolloutSettings, collect
 from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
@@ -177,11 +178,7 @@ def check_runtime(config: TrainConfig) -> None:
         raise ValueError(f"model.device: {config.model.device!r}, but only {torch.cuda.device_count()} CUDA device(s)")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"model.device: {config.model.device!r}, but MPS is not available here")
-    if config.model.kind in ("hf", "gguf") and config.model.path:
-        path = Path(config.model.path)
-        looks_local = config.model.path.startswith((".", "/", "~")) or path.suffix == ".gguf"
-        if looks_local and not path.expanduser().exists():
-            raise FileNotFoundError(f"model.path: {config.model.path!r} does not exist")
+    check_model_path(config.model)
 
 
 class Trainer:

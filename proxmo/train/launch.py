@@ -34,7 +34,7 @@ def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool 
     except ConfigError as error:
         if debug:
             raise
-        console.print(f"[red]error:[/red] {escape(str(error))}")
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
         return 2
     if show_config:
         for line in config_lines(resolved):
@@ -48,7 +48,7 @@ def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool 
     except USER_ERRORS as error:
         if debug:
             raise
-        console.print(f"[red]error:[/red] {escape(str(error))}  (--debug shows the traceback)")
+        console.print(f"[red]error:[/red] {escape(str(error))}  (--debug shows the traceback)", soft_wrap=True)
         return 1
     print_report(console, result)
     return 0
