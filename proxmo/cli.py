@@ -262,6 +262,32 @@ def sweep(
 
 
 @app.command()
+def sync(
+    run_dirs: List[Path] = typer.Argument(..., help="Run folders (runs/<name>) to send."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Send there instead of the store each run "
+                                               "was recorded with (or MLflow's default for runs never sent)."),
+) -> None:
+    """Send to MLflow what it lacks of runs recorded in their folders: a run tracked while the server was down,
+    or one trained with run.tracker=jsonl. Safe to repeat."""
+    from proxmo.train.tracking import sync_run
+
+    failed = False
+    for folder in run_dirs:
+        try:
+            sent = sync_run(folder, tracking_uri)
+        except Exception as error:  # one line per run; the others still go
+            console.print(f"[red]{escape(str(folder))}: {escape(str(error).splitlines()[0])}[/red]", soft_wrap=True)
+            failed = True
+            continue
+        console.print(f"{escape(str(folder))} -> run {sent['run_id']} at {escape(sent['tracking_uri'])}: "
+                      f"{sent['metric_points']} metric points, {sent['params']} params, {sent['tags']} tags, "
+                      f"{sent['artifacts']} artifacts, status {sent['status'] or 'unchanged (no status yet)'}",
+                      soft_wrap=True)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from importlib.metadata import version as installed

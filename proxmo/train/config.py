@@ -132,7 +132,8 @@ class RunConfig(_Section):
                       "(unless model.seed is set).")
     name: Optional[str] = Field(None, description="Run name; default env__estimator__seed__time.")
     output_dir: str = Field("runs", description="Runs are written to output_dir/name.")
-    tracker: Literal["jsonl", "mlflow", "both", "none"] = Field("jsonl", description="Where metrics go.")
+    tracker: Literal["jsonl", "mlflow", "both", "none"] = Field(
+        "jsonl", description="jsonl: the run folder records the run; mlflow (or both): and sends it to MLflow; none.")
     experiment: str = Field("proxmo", description="MLflow experiment name.")
     tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (default MLFLOW_TRACKING_URI).")
     parent_run_id: Optional[str] = Field(

@@ -35,7 +35,7 @@ from proxmo.rollout.prompts import ANSWER
 from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.tracking import Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
+from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
@@ -235,14 +235,10 @@ class Trainer:
     def _make_tracker(self, resuming: bool) -> Tracker:
         """The configured tracker; a resumed run continues its MLflow run (its id is kept in the run folder)."""
         c = self.config.run
-        id_file = self.run_dir / "mlflow_run_id"
-        run_id = id_file.read_text().strip() if resuming and id_file.is_file() else None
-        tracker = make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id,
-                               parent_run_id=c.parent_run_id, tags=c.tags)
-        for part in getattr(tracker, "trackers", [tracker]):
-            if getattr(part, "run_id", None):
-                id_file.write_text(part.run_id)
-        return tracker
+        link = self.run_dir / LINK_FILE
+        run_id = json.loads(link.read_text())["run_id"] if resuming and link.is_file() else None
+        return make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id,
+                            parent_run_id=c.parent_run_id, tags=c.tags)
 
     def _policies(self, resume: Optional[Path]) -> Tuple[Policy, Optional[Policy]]:
         config = self.config
@@ -419,18 +415,40 @@ class Trainer:
         except StopRun as stop:
             status, result.stopped = "KILLED", True
             logger.info("run stopped at iteration %d: %s", result.iterations, stop)
-        except KeyboardInterrupt:
-            status = "KILLED"
+        except BaseException as error:
+            self.close("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
             raise
-        finally:
-            self.close(status)
-        (self.run_dir / "summary.json").write_text(json.dumps(
-            {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
-             "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
-             "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
-             "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
-             "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
+        try:
+            (self.run_dir / "summary.json").write_text(json.dumps(
+                {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
+                 "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
+                 "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
+                 "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
+                 "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
+            self._log_artifacts()
+        except BaseException:
+            self.close("FAILED")
+            raise
+        self.close(status)
         return result
+
+    def _log_artifacts(self) -> None:
+        """The config, the summary and (with MLflow, where matplotlib is) the learning curves go with the run."""
+        if self.config.run.tracker not in ("mlflow", "both"):
+            return
+        self.tracker.log_artifact(self.run_dir / "config.yaml")
+        self.tracker.log_artifact(self.run_dir / "summary.json")
+        try:
+            from proxmo.results.curves import evaluation_curves, plot_run
+
+            curves = evaluation_curves(read_metrics(self.run_dir))
+            if not curves.get("val/success"):
+                return
+            picture = plot_run(curves, self.run_dir / "curves.png", title=self.run_dir.name)
+        except ImportError as error:  # a machine without matplotlib or scipy: the curves can be drawn later
+            logger.info("no learning curves: %s", error)
+            return
+        self.tracker.log_artifact(picture)
 
     def _iterations(self):
         indices = range(self.start_iteration, self.config.run.iterations)

@@ -1,44 +1,43 @@
-"""How the training job reports params, metrics, artifacts and status: JSONL files, MLflow, both or nothing.
+"""Where a training job's params, metrics, tags, artifacts and status go.
 
-MLflow is imported only when an :class:`MlflowTracker` is created, so the job itself runs on machines
-that have torch and transformers alone (use ``"jsonl"`` there and import the files later)::
+A run folder always holds the run's own record (:class:`JsonlTracker`): ``params.json``, ``tags.json``,
+``metrics.jsonl`` (one line per call), ``artifacts/`` and ``status.json``. With MLflow
+(:class:`MlflowTracker` given that folder) every call is written there first and then sent to the MLflow
+run. A tracking server that stops answering does not stop training: the job goes on writing its folder,
+tries again every ``retry_s`` seconds by sending whatever the server lacks, and at the end says how to
+finish the transfer, ``proxmo sync RUN_DIR`` (:func:`sync_run`).
 
-    tracker = make_tracker("both", run_folder, experiment="alfworld", run_name="proxmo-seed0",
-                           tracking_uri="sqlite:////data/mlflow/mlflow.db")
-    with tracker:                       # closes FINISHED, or FAILED / KILLED on an exception
-        tracker.log_params({"optim": {"lr": 1e-6}})          # logged as "optim.lr"
+MLflow is imported only when an :class:`MlflowTracker` is made, so the job runs on machines that have
+torch and transformers alone (``run.tracker=jsonl`` there, then ``proxmo sync`` where MLflow is)::
+
+    with make_tracker("mlflow", run_dir, experiment="alfworld", run_name="proxmo-seed0") as tracker:
+        tracker.log_params({"optim": {"lr": 1e-6}})            # logged as "optim.lr"
         tracker.log_metrics({"train/loss": 0.3}, step=1)
-        tracker.log_artifact("checkpoints/last", artifact_path="model")
+        tracker.log_artifact(run_dir / "summary.json")
+    # closed FINISHED, or FAILED / KILLED when the block raised
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import numbers
+import logging
 import os
-import posixpath
-import re
 import shutil
 import threading
 import time
-from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Set, runtime_checkable
-from urllib.parse import unquote
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, runtime_checkable
 
-# Limits of the MLflow tracking API (mlflow.utils.validation); the JSONL tracker applies them too so
-# that a run recorded offline can always be imported into MLflow later.
-MAX_PARAM_VALUE_LENGTH = 6000
-MAX_NAME_LENGTH = 250
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_METRICS_PER_BATCH = 1000
-TRUNCATION_MARKER = "...[truncated]"
+logger = logging.getLogger(__name__)
+
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 TRACKER_KINDS = ("jsonl", "mlflow", "both", "none")
-
-# MLflow also accepts ':' except on Windows, and any Unicode letter; this portable subset is
-# accepted by every MLflow store.
-_NAME_PATTERN = re.compile(r"[A-Za-z0-9_./ \-]+")
+MAX_PARAM_VALUE_LENGTH = 6000  # MLflow refuses longer param values
+TRUNCATION_MARKER = "...[truncated]"
+LINK_FILE = "mlflow.json"  # in a run folder: which MLflow run mirrors it
+# MLflow error codes that mean the request itself is wrong; anything else means the store did not answer.
+_REFUSED = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE",
+            "RESOURCE_ALREADY_EXISTS", "PERMISSION_DENIED", "UNAUTHENTICATED"}
 
 
 @runtime_checkable
@@ -51,8 +50,8 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Record numeric values for one training step."""
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Keep a copy of a file or folder with the run, under ``artifact_path`` if given."""
+    def log_artifact(self, path: str | Path) -> None:
+        """Keep a copy of a file with the run."""
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Attach string labels to the run."""
@@ -61,293 +60,144 @@ class Tracker(Protocol):
         """End the run with status FINISHED, FAILED or KILLED."""
 
 
-# --- validation and flattening ------------------------------------------------------------------
+def flatten_params(nested: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
+    """``{"optim": {"lr": 1e-6, "betas": [0.9, 0.999]}}`` -> ``{"optim.lr": "1e-06", "optim.betas": "[0.9, 0.999]"}``.
 
-
-def _check_name(name: Any, what: str) -> str:
-    """Return ``name`` if MLflow accepts it as a metric / param / tag key; else raise ValueError naming it."""
-    if not isinstance(name, str):
-        raise ValueError(f"{what} name {name!r}: must be a string, got {type(name).__name__}")
-    if not _NAME_PATTERN.fullmatch(name):
-        bad = sorted({c for c in name if not _NAME_PATTERN.fullmatch(c)})
-        detail = f"characters {bad!r} are not allowed" if bad else "it is empty"
-        raise ValueError(
-            f"{what} name {name!r}: {detail}; use only letters, digits, '_', '.', '/', '-' and spaces"
-        )
-    # MLflow may store a name as a file path, so it must not normalise to another one.
-    if posixpath.normpath(name) != name or name == "." or name.startswith(("/", "..")):
-        raise ValueError(f"{what} name {name!r}: must be a clean relative path (no '//', './', '..' or leading '/')")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"{what} name {name[:60]!r}...: longer than {MAX_NAME_LENGTH} characters")
-    return name
-
-
-def check_metric_name(name: str) -> str:
-    """Return ``name`` unchanged if it is a valid metric name, else raise ValueError naming it.
-
-    Allowed: letters, digits, ``_ . / -`` and spaces, at most 250 characters, a clean relative
-    path (``train/loss`` yes; ``train//loss``, ``/loss``, ``acc:val`` no).
+    Lists become JSON, an empty mapping ``"{}"``, and values over MLflow's 6000 characters are cut,
+    ending with ``"...[truncated]"``.
     """
-    return _check_name(name, "metric")
+    flat: Dict[str, str] = {}
+    for key, value in nested.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, name))
+            continue
+        text = json.dumps(value if isinstance(value, Mapping) else list(value), default=str) \
+            if isinstance(value, (list, tuple, Mapping)) else str(value)
+        if len(text) > MAX_PARAM_VALUE_LENGTH:
+            text = text[: MAX_PARAM_VALUE_LENGTH - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
+        flat[name] = text
+    return flat
 
 
-def _metric_value(name: str, value: Any) -> float:
-    """Convert one metric value to float; None, bools, strings and other non-numbers raise naming the metric.
-
-    NaN and inf are kept: they are what the run produced.
-    """
-    if value is None:
-        raise ValueError(f"metric {name!r}: value is None")
-    if isinstance(value, bool):
-        raise ValueError(f"metric {name!r}: value is a bool ({value}); log float(value) if that is meant")
-    if isinstance(value, numbers.Real):
-        return float(value)
-    # numpy scalars, 0-d arrays and one-element tensors, without importing numpy or torch.
-    item = getattr(value, "item", None)
-    if callable(item):
+def _numbers(metrics: Mapping[str, Any]) -> Dict[str, float]:
+    """Every value as a float (NaN and inf kept: they are what the run produced); a non-number raises naming it."""
+    clean = {}
+    for name, value in metrics.items():
         try:
-            inner = item()
-        except (ValueError, RuntimeError, TypeError):  # more than one element
-            inner = value
-        if inner is not value:
-            return _metric_value(name, inner)
-    raise ValueError(f"metric {name!r}: value {value!r} of type {type(value).__name__} is not a number")
-
-
-def _check_step(step: Any) -> int:
-    """Return ``step`` as int; raise ValueError unless it is an integer (bools excluded)."""
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-        raise ValueError(f"step: must be an integer, got {step!r} of type {type(step).__name__}")
-    return int(step)
+            clean[str(name)] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {name!r}: {value!r} is not a number") from None
+    return clean
 
 
 def _check_status(status: str) -> str:
-    """Return ``status`` if it is one of FINISHED, FAILED, KILLED, else raise ValueError."""
     if status not in STATUSES:
         raise ValueError(f"status: {status!r} is not one of {list(STATUSES)}")
     return status
 
 
-def _param_text(value: Any) -> str:
-    """One param value as text: lists/tuples as JSON, everything else through str(), capped at 6000 chars."""
-    if isinstance(value, (list, tuple)):
-        text = json.dumps(list(value), default=str)
-    elif isinstance(value, Mapping):  # only reached for an empty mapping
-        text = json.dumps(dict(value), default=str)
-    else:
-        text = str(value)
-    if len(text) > MAX_PARAM_VALUE_LENGTH:
-        text = text[: MAX_PARAM_VALUE_LENGTH - len(TRUNCATION_MARKER)] + TRUNCATION_MARKER
-    return text
-
-
-def _as_mapping(value: Any) -> Optional[Mapping[str, Any]]:
-    """A mapping view of ``value`` if it is a mapping, a dataclass instance or a pydantic model; else None."""
-    if isinstance(value, Mapping):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    dump = getattr(value, "model_dump", None)  # pydantic v2, without importing it
-    if callable(dump) and not isinstance(value, type):
-        return dump()
-    return None
-
-
-def flatten_params(nested: Mapping[str, Any], prefix: str = "") -> Dict[str, str]:
-    """Flatten nested params into dotted string keys with string values.
-
-    ``{"optim": {"lr": 1e-6, "betas": [0.9, 0.999]}}`` -> ``{"optim.lr": "1e-06", "optim.betas": "[0.9, 0.999]"}``.
-    Nested dataclasses and pydantic models are flattened like mappings; an empty mapping becomes
-    ``"{}"``; lists and tuples become JSON text; values longer than MLflow's 6000 characters are
-    cut and end with ``"...[truncated]"``.
-    """
-    mapping = _as_mapping(nested)
-    if mapping is None:
-        raise TypeError(f"params: expected a mapping, dataclass or pydantic model, got {type(nested).__name__}")
-    flat: Dict[str, str] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        child = _as_mapping(value)
-        if child:
-            flat.update(flatten_params(child, name))
-        else:
-            flat[name] = _param_text(value if child is None else {})
-    return flat
-
-
-def _clean_params(params: Mapping[str, Any]) -> Dict[str, str]:
-    """Flatten ``params`` and check every resulting key."""
-    flat = flatten_params(params)
-    for key in flat:
-        _check_name(key, "param")
-    return flat
-
-
-def _clean_metrics(metrics: Mapping[str, Any]) -> Dict[str, float]:
-    """Check every metric name and convert every value to float."""
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics: expected a mapping of name -> number, got {type(metrics).__name__}")
-    return {check_metric_name(name): _metric_value(name, value) for name, value in metrics.items()}
-
-
-def _clean_tags(tags: Mapping[str, Any]) -> Dict[str, str]:
-    """Check every tag key; values are stringified."""
-    if not isinstance(tags, Mapping):
-        raise TypeError(f"tags: expected a mapping of name -> string, got {type(tags).__name__}")
-    return {_check_name(key, "tag"): str(value) for key, value in tags.items()}
-
-
-def _clean_artifact_path(artifact_path: Optional[str]) -> Optional[str]:
-    """Return ``artifact_path`` as a normalised relative POSIX path (None / "" -> None); reject escapes."""
-    if artifact_path is None or artifact_path in ("", "."):
-        return None
-    normal = posixpath.normpath(str(artifact_path).replace(os.sep, "/"))
-    if normal.startswith("/") or normal == ".." or normal.startswith("../"):
-        raise ValueError(f"artifact_path {artifact_path!r}: must be a relative path inside the run's artifacts")
-    return None if normal == "." else normal
-
-
-def _existing(path: str | Path) -> Path:
-    """``path`` as a Path, or FileNotFoundError naming it."""
-    local = Path(path)
-    if not local.exists():
-        raise FileNotFoundError(f"artifact {str(path)!r}: no such file or folder")
-    return local
-
-
-def _batches(items: Sequence[Any], size: int) -> List[Sequence[Any]]:
-    """Split ``items`` into consecutive chunks of at most ``size``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-# --- trackers -----------------------------------------------------------------------------------
-
-
 class _ClosingContext:
-    """Context-manager behaviour shared by the trackers: close FINISHED, or FAILED / KILLED on error."""
+    """``with tracker:`` closes FINISHED, KILLED on an interrupt, FAILED on any other exception."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            status = "FINISHED"
-        elif issubclass(exc_type, KeyboardInterrupt):
-            status = "KILLED"
+            self.close("FINISHED")  # type: ignore[attr-defined]
         else:
-            status = "FAILED"
-        self.close(status)  # type: ignore[attr-defined]
+            self.close("KILLED" if issubclass(exc_type, (KeyboardInterrupt, SystemExit)) else "FAILED")  # type: ignore[attr-defined]
 
 
 class NullTracker(_ClosingContext):
-    """Validates its input like the other trackers and records nothing."""
+    """Records nothing (metric values are still checked to be numbers)."""
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        _clean_params(params)
+        pass
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        _clean_metrics(metrics)
-        _check_step(step)
+        _numbers(metrics)
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        _existing(path)
-        _clean_artifact_path(artifact_path)
+    def log_artifact(self, path: str | Path) -> None:
+        pass
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        _clean_tags(tags)
+        pass
 
     def close(self, status: str = "FINISHED") -> None:
         _check_status(status)
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write ``data`` to ``path`` atomically, so a crash never leaves half a file."""
+    """Write ``data`` atomically, so a crash never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
-    """The JSON object in ``path``, or {} if the file does not exist."""
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _copy_artifact(source: Path, folder: Path) -> Path:
-    """Copy a file or a whole folder into ``folder`` (created), keeping its name; return the copy's path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
-    if source.is_dir():
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    else:
-        shutil.copy2(source, target)
-    return target
-
-
 class JsonlTracker(_ClosingContext):
-    """Records a run as plain files in ``folder`` (created if missing).
+    """A run recorded as plain files in ``folder`` (created): every write is flushed at once and thread-safe.
 
-    * ``params.json``: flattened params (merged over calls), ``tags.json``: tags (merged);
-    * ``metrics.jsonl``: one line per :meth:`log_metrics` call,
-      ``{"step": s, "time": unix_seconds, "metrics": {...}}`` (NaN / inf written as Python's json
-      does: ``NaN``, ``Infinity``); load it with :func:`read_metrics`;
-    * ``artifacts/<artifact_path>/<name>``: copies of logged files and folders;
-    * ``status.json``: ``{"status": ..., "time": ...}``, written by :meth:`close`.
-
-    Each write is flushed at once, so the files can be read while the job runs. Thread-safe.
+    ``metrics.jsonl`` has one line per :meth:`log_metrics` call, ``{"step", "time", "metrics"}`` (read it
+    with :func:`read_metrics`); params and tags are merged over calls; artifacts are copied to ``artifacts/``.
     """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "status.json").unlink(missing_ok=True)  # the run is live (again)
         self._lock = threading.Lock()
-        self.closed = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        flat = _clean_params(params)
         with self._lock:
             path = self.folder / "params.json"
-            _write_json(path, {**_read_json(path), **flat})
+            _write_json(path, {**_read_json(path), **flatten_params(params)})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        record = {"step": _check_step(step), "time": time.time(), "metrics": _clean_metrics(metrics)}
-        line = json.dumps(record) + "\n"
+        line = json.dumps({"step": int(step), "time": time.time(), "metrics": _numbers(metrics)}) + "\n"
         with self._lock, open(self.folder / "metrics.jsonl", "a") as handle:
             handle.write(line)
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        source = _existing(path)
-        sub = _clean_artifact_path(artifact_path)
-        destination = self.folder / "artifacts"
-        if sub is not None:
-            destination = destination / PurePosixPath(sub)
+    def log_artifact(self, path: str | Path) -> None:
+        source = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"artifact {str(path)!r}: no such file")
         with self._lock:
-            _copy_artifact(source, destination)
+            (self.folder / "artifacts").mkdir(exist_ok=True)
+            target = self.folder / "artifacts" / source.name
+            if source.resolve() != target.resolve():
+                shutil.copy2(source, target)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        clean = _clean_tags(tags)
         with self._lock:
             path = self.folder / "tags.json"
-            _write_json(path, {**_read_json(path), **clean})
+            _write_json(path, {**_read_json(path), **{str(k): str(v) for k, v in tags.items()}})
 
     def close(self, status: str = "FINISHED") -> None:
-        _check_status(status)
         with self._lock:
-            _write_json(self.folder / "status.json", {"status": status, "time": time.time()})
-            self.closed = True
+            _write_json(self.folder / "status.json", {"status": _check_status(status), "time": time.time()})
 
     def logged(self) -> Dict[int, Set[str]]:
         """The metric names already recorded at each step."""
-        points: Dict[int, Set[str]] = {}
-        for record in read_metrics(self.folder):
-            points.setdefault(int(record["step"]), set()).update(record["metrics"])
-        return points
+        return _points((int(r["step"]), r["metrics"]) for r in read_metrics(self.folder))
+
+
+def _points(pairs) -> Dict[int, Set[str]]:
+    points: Dict[int, Set[str]] = {}
+    for step, names in pairs:
+        points.setdefault(step, set()).update(names)
+    return points
 
 
 def read_metrics(folder: str | Path) -> List[Dict[str, Any]]:
-    """Load the records of ``folder/metrics.jsonl`` written by :class:`JsonlTracker`, in order.
+    """The records of ``folder/metrics.jsonl``, in order; [] when there is none.
 
     A cut-off last line (the job died while writing it) is skipped; a broken line elsewhere raises.
-    Returns [] when the run has logged no metrics yet.
     """
     path = Path(folder) / "metrics.jsonl"
     if not path.exists():
@@ -355,197 +205,248 @@ def read_metrics(folder: str | Path) -> List[Dict[str, Any]]:
     lines = path.read_text().splitlines()
     records = []
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}: line {number} is not valid JSON ({error})") from error
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                if number == len(lines):
+                    break
+                raise ValueError(f"{path}: line {number} is not valid JSON ({error})") from error
     return records
 
 
-def _sqlite_folder(tracking_uri: str) -> Optional[Path]:
-    """The folder holding the database of a ``sqlite:///path/to/mlflow.db`` URI, or None for other URIs.
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` means the tracking store did not answer (retry later), not that the request is wrong."""
+    from mlflow.exceptions import MlflowException
 
-    Three slashes then a relative path is relative to the CWD (SQLAlchemy's rule); four slashes
-    means an absolute path. In-memory databases give None.
-    """
+    if isinstance(error, MlflowException):
+        return error.error_code not in _REFUSED
+    return isinstance(error, OSError) or type(error).__module__.split(".")[0] in ("requests", "urllib3", "sqlalchemy")
+
+
+def _sqlite_folder(uri: str) -> Optional[Path]:
+    """The folder of the database of a ``sqlite:///path`` URI (relative to the CWD; four slashes: absolute)."""
     prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    path = unquote(tracking_uri[len(prefix):].split("?", 1)[0])
-    if not path or path == ":memory:":
-        return None
-    return Path(path).resolve().parent
+    path = uri[len(prefix):].split("?", 1)[0] if uri.startswith(prefix) else ""
+    return Path(path).resolve().parent if path and path != ":memory:" else None
+
+
+def _client(tracking_uri: Optional[str]):
+    try:
+        import mlflow
+    except ImportError as error:  # the GPU machines have no mlflow: say what to do instead
+        raise ImportError("MLflow tracking needs the 'mlflow' package; install it, or use run.tracker=jsonl "
+                          "and send the run later with `proxmo sync RUN_DIR`") from error
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    return mlflow.MlflowClient(tracking_uri=uri), uri
 
 
 class MlflowTracker(_ClosingContext):
-    """Records a run in MLflow through ``MlflowClient``, with explicit run ids.
+    """One MLflow run, through ``MlflowClient`` with explicit run ids (no global active run, so trackers of
+    concurrent jobs or trials can share a process).
 
-    No global active run is used, so several trackers can live in one process or thread pool
-    (e.g. one per Optuna trial, each a child of a parent run via ``parent_run_id``).
+    experiment: created if missing; with a ``sqlite:///`` URI its artifacts go to ``mlartifacts/`` next
+    to the database. run_id: continue that run (a resumed job) instead of creating one; parent_run_id:
+    nest under that run (``mlflow.parentRunId``).
 
-    experiment: created if missing. run_name: MLflow picks a random one if None. tracking_uri:
-    defaults to MLflow's (``MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``).
-    artifact_location: only used when the experiment is created; with a sqlite URI it defaults to
-    ``<folder of the db>/artifacts`` rather than MLflow's ``./mlruns`` under the CWD.
-    Attributes: ``client``, ``run_id``, ``experiment_id``, ``tracking_uri``.
+    folder: the run folder. Given one, everything is recorded there first (:class:`JsonlTracker`) and a
+    store that does not answer is retried every ``retry_s`` seconds instead of failing the job; the link
+    to the MLflow run is kept in ``folder/mlflow.json``. Without one, errors raise at once.
+    Attributes: ``client``, ``run_id``, ``experiment_id``, ``tracking_uri``, ``behind``.
     """
 
-    def __init__(
-        self,
-        experiment: str,
-        run_name: str | None = None,
-        tracking_uri: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        parent_run_id: str | None = None,
-        artifact_location: str | None = None,
-        run_id: str | None = None,
-    ):
-        try:
-            import mlflow
-        except ImportError as error:  # the GPU machines have no mlflow: say what to do instead
-            raise ImportError(
-                "MlflowTracker needs the 'mlflow' package; install it or use the 'jsonl' tracker "
-                "and import the files later"
-            ) from error
-        from mlflow.entities import Metric, Param, RunTag
-
-        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+    def __init__(self, experiment: str, run_name: str | None = None, tracking_uri: str | None = None,
+                 tags: Mapping[str, str] | None = None, parent_run_id: str | None = None,
+                 run_id: str | None = None, folder: str | Path | None = None, retry_s: float = 30.0):
         if not experiment:
             raise ValueError("experiment: must be a non-empty name")
-        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-        db_folder = _sqlite_folder(self.tracking_uri)
-        if db_folder is not None:
-            # SQLite creates the file but not its folder.
-            db_folder.mkdir(parents=True, exist_ok=True)
-            if artifact_location is None:
-                artifact_location = (db_folder / "artifacts").as_uri()
-        self.client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-        self.experiment_id = self._get_or_create_experiment(experiment, artifact_location)
-
-        run_tags = _clean_tags(tags or {})
+        if folder is not None and (tracking_uri or "").lower().startswith(("http://", "https://")):
+            # A dead server must cost seconds per attempt, not MLflow's minutes of retries (unless set).
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self.client, self.tracking_uri = _client(tracking_uri)
+        self.experiment_id = self._experiment(experiment)
+        run_tags = {str(k): str(v) for k, v in (tags or {}).items()}
         if parent_run_id is not None:
             self.client.get_run(parent_run_id)  # fails now, with MLflow's message, if there is no such run
             run_tags["mlflow.parentRunId"] = parent_run_id
-        if run_id is not None:  # continue a run (a resumed training job): same id, metrics go on
-            run = self.client.get_run(run_id)
+        if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
+            if run_tags:
+                self.client.log_batch(run_id, tags=_tags(run_tags))
+            self.run_id = run_id
         else:
-            run = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name)
-        self.run_id: str = run.info.run_id
-        self.run_name: str = run.info.run_name
-        self.closed = False
-        if run_id is not None and run_tags:
-            self.set_tags(run_tags)
+            self.run_id = self.client.create_run(self.experiment_id, tags=run_tags, run_name=run_name).info.run_id
+        self.local = JsonlTracker(folder) if folder is not None else None
+        self.retry_s = retry_s
+        self.behind = False
+        self._last_try = 0.0
+        self._closed = False
+        if self.local is not None:
+            _write_json(self.local.folder / LINK_FILE, {"tracking_uri": self.tracking_uri, "run_id": self.run_id,
+                                                        "experiment_id": self.experiment_id})
+            if run_id is not None:  # a resumed run: send what an earlier attempt could not
+                self._catch_up()
 
-    def _get_or_create_experiment(self, name: str, artifact_location: Optional[str]) -> str:
-        """The id of experiment ``name``, creating it if needed (tolerating a concurrent creator)."""
+    def _experiment(self, name: str) -> str:
+        """The id of experiment ``name``, created if needed (tolerating a concurrent creator)."""
         from mlflow.exceptions import MlflowException
 
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
+        found = self.client.get_experiment_by_name(name)
+        if found is None:
+            db_folder = _sqlite_folder(self.tracking_uri)
+            location = (db_folder / "mlartifacts").as_uri() if db_folder else None
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location)
+                return self.client.create_experiment(name, artifact_location=location)
             except MlflowException:
-                # Another process may have created it between the lookup and the create.
-                experiment = self.client.get_experiment_by_name(name)
-                if experiment is None:
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
                     raise
-        if experiment.lifecycle_stage != "active":
-            raise ValueError(
-                f"experiment {name!r} is deleted; restore it (MlflowClient.restore_experiment) "
-                "or use another name"
-            )
-        return experiment.experiment_id
+        if found.lifecycle_stage != "active":
+            raise ValueError(f"experiment {name!r} is deleted; restore it or use another name")
+        return found.experiment_id
 
-    def _log_batch(self, **entities: Sequence[Any]) -> None:
-        """One synchronous ``log_batch`` call, so errors surface at the call that caused them."""
-        self.client.log_batch(self.run_id, synchronous=True, **entities)
+    # -- sending ------------------------------------------------------------------------------
+    def _send(self, request: Callable[[], None]) -> None:
+        """Make ``request``; with a run folder, a store that does not answer only puts the tracker behind."""
+        if self.local is None:
+            request()
+        elif self.behind:
+            if time.monotonic() - self._last_try >= self.retry_s:
+                self._catch_up()
+        else:
+            try:
+                request()
+            except Exception as error:
+                if not _unreachable(error):
+                    raise
+                self._fall_behind(error)
+
+    def _fall_behind(self, error: BaseException) -> None:
+        if not self.behind:
+            logger.warning("MLflow at %s does not answer (%s); the run goes on in %s and is sent when it answers",
+                           self.tracking_uri, str(error).splitlines()[0][:200], self.local.folder)
+        self.behind = True
+        self._last_try = time.monotonic()
+
+    def _catch_up(self) -> None:
+        """Send what the MLflow run lacks from the run folder."""
+        self._last_try = time.monotonic()
+        try:
+            _push(self.local.folder, self.client, self.run_id)
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+            self._fall_behind(error)
+        else:
+            if self.behind:
+                logger.warning("MLflow at %s answers again; run %s is up to date", self.tracking_uri, self.run_id)
+            self.behind = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log flattened params; MLflow refuses to change the value of a param already logged."""
-        items = [self._Param(key, value) for key, value in _clean_params(params).items()]
-        for chunk in _batches(items, MAX_PARAMS_TAGS_PER_BATCH):
-            self._log_batch(params=chunk)
+        from mlflow.entities import Param
+
+        if self.local is not None:
+            self.local.log_params(params)
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        self._send(lambda: self.client.log_batch(self.run_id, params=items))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        step = _check_step(step)
-        timestamp = int(time.time() * 1000)
-        items = [self._Metric(key, value, timestamp, step) for key, value in _clean_metrics(metrics).items()]
-        for chunk in _batches(items, MAX_METRICS_PER_BATCH):
-            self._log_batch(metrics=chunk)
+        from mlflow.entities import Metric
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Upload a file, or a folder (kept under its own name, as :class:`JsonlTracker` does)."""
-        source = _existing(path)
-        sub = _clean_artifact_path(artifact_path)
-        if source.is_dir():
-            target = posixpath.join(sub, source.name) if sub else source.name
-            self.client.log_artifacts(self.run_id, str(source), target)
-        else:
-            self.client.log_artifact(self.run_id, str(source), sub)
+        if self.local is not None:
+            self.local.log_metrics(metrics, step)
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, int(step)) for k, v in _numbers(metrics).items()]
+        self._send(lambda: self.client.log_batch(self.run_id, metrics=items))
+
+    def log_artifact(self, path: str | Path) -> None:
+        if self.local is not None:
+            self.local.log_artifact(path)
+        self._send(lambda: self.client.log_artifact(self.run_id, str(path)))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        items = [self._RunTag(key, value) for key, value in _clean_tags(tags).items()]
-        for chunk in _batches(items, MAX_PARAMS_TAGS_PER_BATCH):
-            self._log_batch(tags=chunk)
+        if self.local is not None:
+            self.local.set_tags(tags)
+        self._send(lambda: self.client.log_batch(self.run_id, tags=_tags(tags)))
 
     def logged(self) -> Dict[int, Set[str]]:
-        """The metric names already recorded at each step of this run."""
-        points: Dict[int, Set[str]] = {}
-        for key in self.client.get_run(self.run_id).data.metrics:
-            for metric in self.client.get_metric_history(self.run_id, key):
-                points.setdefault(int(metric.step), set()).add(key)
-        return points
+        """The metric names the run folder (else the MLflow run) holds at each step."""
+        return self.local.logged() if self.local is not None else _mlflow_points(self.client, self.run_id)
 
     def close(self, status: str = "FINISHED") -> None:
-        """End the run; closing twice is a no-op so ``with`` plus an explicit close is safe."""
+        """End the run (a second close does nothing). With a run folder, a store that still does not answer
+        leaves the MLflow run as it is and says how to send the rest."""
         _check_status(status)
-        if self.closed:
+        if self._closed:
             return
-        self.client.set_terminated(self.run_id, status)
-        self.closed = True
+        self._closed = True
+        if self.local is None:
+            self.client.set_terminated(self.run_id, status)
+            return
+        self.local.close(status)
+        self._last_try = -float("inf")
+        self._send(lambda: self.client.set_terminated(self.run_id, status))
+        if self.behind:
+            logger.warning("MLflow run %s misses part of this run; send it when %s answers: proxmo sync %s",
+                           self.run_id, self.tracking_uri, self.local.folder)
 
 
-class MultiTracker(_ClosingContext):
-    """Sends every call to all of ``trackers``.
+def _tags(tags: Mapping[str, Any]):
+    from mlflow.entities import RunTag
 
-    A failing tracker does not stop the others (a dead MLflow server must not lose the JSONL
-    record): every tracker gets the call, then the first error is raised.
+    return [RunTag(str(k), str(v)) for k, v in tags.items()]
+
+
+def _mlflow_points(client, run_id: str) -> Dict[int, Set[str]]:
+    return _points((int(m.step), [key]) for key in client.get_run(run_id).data.metrics
+                   for m in client.get_metric_history(run_id, key))
+
+
+def _push(folder: Path, client, run_id: str) -> Dict[str, int]:
+    """Send to MLflow run ``run_id`` what it lacks of the record in ``folder`` (params, tags, metric points,
+    artifacts, and the final status once the folder has one). Answers how many of each were sent."""
+    from mlflow.entities import Metric, Param
+
+    run = client.get_run(run_id)
+    params = {k: v for k, v in _read_json(folder / "params.json").items() if k not in run.data.params}
+    tags = {k: v for k, v in _read_json(folder / "tags.json").items() if run.data.tags.get(k) != v}
+    held = _mlflow_points(client, run_id)
+    points = [Metric(name, value, int(record["time"] * 1000), int(record["step"]))
+              for record in read_metrics(folder)
+              for name, value in record["metrics"].items() if name not in held.get(int(record["step"]), ())]
+    client.log_batch(run_id, metrics=points, params=[Param(k, v) for k, v in params.items()], tags=_tags(tags))
+    artifacts = sorted(p for p in (folder / "artifacts").glob("*") if p.is_file())
+    if artifacts:
+        client.log_artifacts(run_id, str(folder / "artifacts"))
+    status = _read_json(folder / "status.json")
+    if status and run.info.status != status["status"]:
+        client.set_terminated(run_id, status["status"], end_time=int(status["time"] * 1000))
+    return {"params": len(params), "tags": len(tags), "metric_points": len(points), "artifacts": len(artifacts),
+            "status": status.get("status", "")}
+
+
+def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    """Send what MLflow lacks of the run recorded in ``folder`` (``proxmo sync``); safe to repeat.
+
+    A folder linked to an MLflow run (``mlflow.json``) goes to that run, on ``tracking_uri`` if given (the
+    store moved), else the one it was recorded with. An unlinked folder (``run.tracker=jsonl``) becomes a
+    new run named after the folder, in the experiment of its config, on ``tracking_uri`` or MLflow's default.
     """
-
-    def __init__(self, *trackers: Tracker):
-        self.trackers = list(trackers)
-
-    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Call ``method`` on every tracker; re-raise the first error after all have been called."""
-        first_error: Optional[BaseException] = None
-        for tracker in self.trackers:
-            try:
-                getattr(tracker, method)(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - re-raised below
-                if first_error is None:
-                    first_error = error
-        if first_error is not None:
-            raise first_error
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self._each("log_params", params)
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._each("log_metrics", metrics, step)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._each("log_artifact", path, artifact_path)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._each("set_tags", tags)
-
-    def close(self, status: str = "FINISHED") -> None:
-        self._each("close", status)
+    folder = Path(folder)
+    if not (folder / "metrics.jsonl").is_file() and not (folder / "params.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a run folder (no metrics.jsonl or params.json)")
+    link = _read_json(folder / LINK_FILE)
+    if link:
+        client, uri = _client(tracking_uri or link["tracking_uri"])
+        run_id = link["run_id"]
+    else:
+        experiment = _read_json(folder / "params.json").get("run.experiment", "proxmo")
+        tracker = MlflowTracker(experiment, run_name=folder.name, tracking_uri=tracking_uri)
+        client, uri, run_id = tracker.client, tracker.tracking_uri, tracker.run_id
+        _write_json(folder / LINK_FILE, {"tracking_uri": uri, "run_id": run_id, "experiment_id": tracker.experiment_id})
+    sent = _push(folder, client, run_id)
+    return {"run_id": run_id, "tracking_uri": uri, **sent}
 
 
 class SkipLogged(_ClosingContext):
@@ -559,29 +460,20 @@ class SkipLogged(_ClosingContext):
         self.tracker = tracker
         self._logged = {step: set(keys) for step, keys in logged.items()}
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self.tracker.log_params(params)
-
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        held = self._logged.get(int(step), set())
-        fresh = {key: value for key, value in metrics.items() if key not in held}
+        fresh = {k: v for k, v in metrics.items() if k not in self._logged.get(int(step), ())}
         if fresh:
             self.tracker.log_metrics(fresh, step)
 
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.tracker.log_artifact(path, artifact_path)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.tracker.set_tags(tags)
+    def __getattr__(self, name: str):  # everything else goes straight through
+        return getattr(self.tracker, name)
 
     def close(self, status: str = "FINISHED") -> None:
         self.tracker.close(status)
 
 
 def skip_logged(tracker: Tracker) -> Tracker:
-    """``tracker`` made to skip the points each of its parts already holds (see :class:`SkipLogged`)."""
-    if isinstance(tracker, MultiTracker):
-        return MultiTracker(*(skip_logged(part) for part in tracker.trackers))
+    """``tracker`` made to skip the points it already holds (see :class:`SkipLogged`)."""
     logged = getattr(tracker, "logged", None)
     return SkipLogged(tracker, logged()) if callable(logged) else tracker
 
@@ -616,56 +508,30 @@ def check_tracking_server(uri: Optional[str] = None, timeout: float = 5.0) -> No
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
-            if response.status >= 400:
-                raise urllib.error.HTTPError(uri, response.status, response.reason, response.headers, None)
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise ConnectionError(f"run.tracking_uri: the MLflow server at {uri} does not answer ({reason}); start it, "
-                              "or set run.tracker=jsonl and import the run later") from None
+                              "or set run.tracker=jsonl and send the run later with `proxmo sync`") from None
 
 
-def make_tracker(
-    kind: str,
-    folder: str | Path,
-    experiment: str,
-    run_name: str,
-    tracking_uri: str | None = None,
-    run_id: str | None = None,
-    parent_run_id: str | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> Tracker:
-    """Build the tracker a job config asks for.
-
-    kind: ``"jsonl"`` (files in ``folder``), ``"mlflow"`` (run ``run_name`` in ``experiment``, or
-    the existing run ``run_id``; a child of ``parent_run_id`` when given), ``"both"`` or ``"none"``.
-    """
+def make_tracker(kind: str, folder: str | Path, experiment: str, run_name: str, tracking_uri: str | None = None,
+                 run_id: str | None = None, parent_run_id: str | None = None,
+                 tags: Mapping[str, str] | None = None) -> Tracker:
+    """The tracker a job config asks for: ``"jsonl"`` (the run folder alone), ``"mlflow"`` or ``"both"`` (the
+    run folder mirrored to MLflow run ``run_name``, or the existing ``run_id``; a child of ``parent_run_id``
+    when given) or ``"none"``."""
     if kind == "jsonl":
         return JsonlTracker(folder)
     if kind in ("mlflow", "both"):
-        # MLflow first: if it cannot start, fail before creating files for a run that never began.
-        mlflow_tracker = MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id,
-                                       parent_run_id=parent_run_id, tags=tags)
-        return mlflow_tracker if kind == "mlflow" else MultiTracker(JsonlTracker(folder), mlflow_tracker)
+        return MlflowTracker(experiment, run_name=run_name, tracking_uri=tracking_uri, run_id=run_id,
+                             parent_run_id=parent_run_id, tags=tags, folder=folder)
     if kind == "none":
         return NullTracker()
     raise ValueError(f"kind: unknown tracker {kind!r}; expected one of {list(TRACKER_KINDS)}")
 
 
-__all__ = [
-    "JsonlTracker",
-    "MlflowTracker",
-    "MultiTracker",
-    "NullTracker",
-    "SkipLogged",
-    "STATUSES",
-    "TRACKER_KINDS",
-    "Tracker",
-    "check_metric_name",
-    "check_tracking_server",
-    "check_tracking_uri",
-    "flatten_params",
-    "make_tracker",
-    "read_metrics",
-    "skip_logged",
-]
+__all__ = ["JsonlTracker", "MlflowTracker", "NullTracker", "SkipLogged", "STATUSES", "TRACKER_KINDS", "Tracker",
+           "check_tracking_server", "check_tracking_uri", "flatten_params", "make_tracker", "read_metrics",
+           "skip_logged", "sync_run"]

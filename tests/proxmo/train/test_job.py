@@ -253,7 +253,7 @@ def test_a_resumed_run_has_one_point_per_step(tmp_path):
     import mlflow
 
     client = mlflow.MlflowClient()
-    run_id = (first.run_dir / "mlflow_run_id").read_text().strip()
+    run_id = json.loads((first.run_dir / "mlflow.json").read_text())["run_id"]
     assert [m.step for m in client.get_metric_history(run_id, "train/success")] == [1, 2, 3]
     assert [m.step for m in client.get_metric_history(run_id, "val/success")] == [1, 2, 3]
     summary = json.loads((first.run_dir / "summary.json").read_text())
