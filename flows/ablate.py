@@ -96,6 +96,7 @@ def ablate_flow(
         table = markdown_table(rows, baseline=baseline)
         logger.info("ablation %s:\n%s", name, table)
         _log_table(parent, rows, table)
+        _log_curves(parent, configs, summaries, name)
         publish_results([_row(r) for r in rows], key=f"ablation-{artifact_key(name)}",
                         title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
         status = "FINISHED"
@@ -135,4 +136,20 @@ def _log_table(parent, rows, table: str) -> None:
         (Path(folder) / "ablation.csv").write_text(buffer.getvalue())
         parent.log_artifact(markdown)
         parent.log_artifact(Path(folder) / "ablation.csv")
+
+
+def _log_curves(parent, configs, summaries, name: str) -> None:
+    """Every variant's validation success over iterations, mean over seeds with its 95% band, on the parent."""
+    from proxmo.results.curves import evaluation_curves, plot_variants
+    from proxmo.train.tracking import read_metrics
+
+    curves: Dict[str, List[Any]] = {}
+    for data, summary in zip(configs, summaries):
+        curve = evaluation_curves(read_metrics(summary["run_dir"])).get("val/success")
+        if curve:
+            curves.setdefault(data["run"]["tags"]["variant"], []).append(curve)
+    if curves:
+        with tempfile.TemporaryDirectory() as folder:
+            parent.log_artifact(plot_variants(curves, Path(folder) / "curves.png",
+                                              title=f"ablation {name}: mean over seeds, 95% CI band"))
 

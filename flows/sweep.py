@@ -131,8 +131,7 @@ def sweep_flow(
                                        parent_run_id=parent.run_id)
                     data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
                                            "prefect.flow_run_id": flow_run_id}
-                    # Optuna names a trial to other processes by its storage id (no public accessor exists).
-                    reporter = {"storage": storage, "study": name, "trial_id": trial._trial_id, "metric": metric,
+                    reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
                                 "pruner": pruner}
                     jobs.append(train_job.with_options(retries=0).submit(
                         data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"

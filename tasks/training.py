@@ -22,7 +22,7 @@ LAUNCHERS = ("local", "ray")
 def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Run one training job from a config dict; answers a JSON-friendly summary.
 
-    ``trial`` (``storage``, ``study``, ``trial_id``, ``metric``) makes the job report ``metric`` at every
+    ``trial`` (``storage``, ``study``, ``number``, ``metric``, ``pruner``) makes the job report ``metric`` at every
     evaluation to that Optuna trial and stop early when the study's pruner says so.
 
     A job whose named run folder already holds a finished run (``summary.json`` with all its
@@ -70,9 +70,11 @@ def trial_reporter(trial: Mapping[str, Any]):
 
     from proxmo.train.job import StopRun
 
-    study = optuna.load_study(study_name=trial["study"], storage=trial["storage"],
-                              pruner=make_pruner(trial.get("pruner", "median")))
-    handle = optuna.trial.Trial(study, int(trial["trial_id"]))
+    storage = optuna.storages.get_storage(trial["storage"])
+    study = optuna.load_study(study_name=trial["study"], storage=storage, pruner=make_pruner(trial.get("pruner", "median")))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(trial["study"]),
+                                                              int(trial["number"]))
+    handle = optuna.trial.Trial(study, trial_id)
     metric = trial["metric"]
 
     def report(step: int, metrics: Mapping[str, float]) -> None:
@@ -187,9 +189,9 @@ def parent_run(experiment: str, name: str, role: str, tracking_uri: Optional[str
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     record = client.get_experiment_by_name(experiment)
-    if record is not None:
-        found = client.search_runs([record.experiment_id],
-                                   f"tags.proxmo_name = '{name}' and tags.proxmo_role = '{role}'", max_results=1)
+    if record is not None:  # roles are fixed words; a name may hold any character, so it is compared here
+        found = [run for run in client.search_runs([record.experiment_id], f"tags.proxmo_role = '{role}'")
+                 if run.data.tags.get("proxmo_name") == name]
         if found:
             return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id, tags=tags)
     return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,

@@ -37,7 +37,9 @@ def test_ablation_nests_runs_publishes_the_table_and_resumes(tmp_path):
     assert all(r.info.status == "FINISHED" and r.data.tags["prefect.flow_run_id"] for r in children)
     parent = client.get_run(out["parent_run_id"])
     assert parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"ablation.md", "ablation.csv"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"ablation.md", "ablation.csv", "curves.png"}
+    assert all({a.path for a in client.list_artifacts(r.info.run_id)} == {"config.yaml", "summary.json", "curves.png"}
+               for r in children)
     table = json.loads(Artifact.get("ablation-tiny").data)
     assert [row["variant"] for row in table] == ["grpo", "proxmo"]
 

@@ -70,7 +70,7 @@ def test_the_trial_reporter_prunes_through_the_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
     trial = study.ask()
-    report = tasks.training.trial_reporter({"storage": storage, "study": "p", "trial_id": trial._trial_id,
+    report = tasks.training.trial_reporter({"storage": storage, "study": "p", "number": trial.number,
                                             "metric": "val/success", "pruner": "threshold:0.5"})
     report(1, {"val/success": 0.9})  # above the threshold: goes on
     with pytest.raises(StopRun, match="pruned"):

@@ -22,3 +22,16 @@ def test_markdown_table_leaves_missing_cells_empty():
     text = markdown_table([{"method": "grpo", "Pick": 80.0, "WS score": None}], "results")
     assert text.splitlines()[:4] == ["## results", "", "| method | Pick | WS score |", "|---|---|---|"]
     assert "| grpo | 80.0 |  |" in text
+
+
+def test_a_flow_finds_its_parent_run_again_whatever_its_name(tmp_path):
+    from tasks.training import parent_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    name = "it's \"quoted\" = 'x'"
+    first = parent_run("parents", name, "ablation", uri, {})
+    first.close()
+    other = parent_run("parents", name, "study", uri, {})  # same name, another role: another run
+    again = parent_run("parents", name, "ablation", uri, {})
+    assert again.run_id == first.run_id and other.run_id != first.run_id
+    assert again.client.get_run(first.run_id).info.status == "RUNNING"  # continued

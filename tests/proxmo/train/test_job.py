@@ -258,6 +258,8 @@ def test_a_resumed_run_has_one_point_per_step(tmp_path):
     assert [m.step for m in client.get_metric_history(run_id, "val/success")] == [1, 2, 3]
     summary = json.loads((first.run_dir / "summary.json").read_text())
     assert [e["step"] for e in summary["evaluations"]] == [1, 2, 3]  # the whole history, not only the replay
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "summary.json", "curves.png"}
 
 
 def test_a_failed_start_leaves_no_run_folder(tmp_path):
