@@ -83,8 +83,7 @@ def ablate_flow(
     configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
     flow_run_id = str(flow_run.get_id() or "")
     parent = parent_run(experiment, name, "ablation", tracking_uri, {"prefect.flow_run_id": flow_run_id})
-    status = "FAILED"
-    try:
+    with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         for data in configs:
             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent.run_id)
@@ -99,11 +98,8 @@ def ablate_flow(
         _log_curves(parent, configs, summaries, name)
         publish_results([_row(r) for r in rows], key=f"ablation-{artifact_key(name)}",
                         title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
-        status = "FINISHED"
         return {"parent_run_id": parent.run_id, "table": table, "runs": [s["run_dir"] for s in summaries],
                 "pids": [s["pid"] for s in summaries]}
-    finally:
-        parent.close(status)
 
 
 def _run_jobs(configs, launcher: str, retries: int, num_gpus: float, ray_address: Optional[str], num_cpus: float):

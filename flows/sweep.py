@@ -115,8 +115,7 @@ def sweep_flow(
     flow_run_id = str(flow_run.get_id() or "")
     parent = parent_run(experiment, name, "study", tracking_uri, {"prefect.flow_run_id": flow_run_id})
     metric = "val/success"
-    status = "FAILED"
-    try:
+    with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
         with ray_session(launcher, ray_address):
             while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
@@ -142,11 +141,8 @@ def sweep_flow(
         rows = _trial_rows(study, space)
         _log_trials(parent, rows, best)
         publish_results(rows, key=f"sweep-{artifact_key(name)}", title=f"sweep {name}: trials by objective ({objective})")
-        status = "FINISHED"
         return {"parent_run_id": parent.run_id, "study": name, "storage": storage, "trials": rows,
                 "best_params": best.params if best else None, "best_value": best.value if best else None}
-    finally:
-        parent.close(status)
 
 
 class _Done:

@@ -199,6 +199,9 @@ def ablate(
     baseline: str = typer.Option("grpo", help="The variant paired differences are taken against."),
     launcher: str = typer.Option("local", help="local (one job after another) or ray (side by side)."),
     output_dir: str = typer.Option("runs/ablations", help="Runs go to OUTPUT_DIR/NAME/<variant>__s<seed>."),
+    retries: int = typer.Option(1, min=0, help="Retries of a job that fails or whose process dies (it resumes)."),
+    experiment: str = typer.Option("proxmo-ablations", help="MLflow experiment of the parent run and its jobs."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI)."),
 ) -> None:
     """Run an ablation grid (variants x seeds) through the Prefect flow and print the comparison table."""
     import shlex
@@ -216,7 +219,7 @@ def ablate(
     try:
         result = ablate_flow(preset=str(preset), variants=grid or dict(PAPER_VARIANTS), seeds=list(seeds),
                              overrides=list(overrides or []), name=name, output_dir=output_dir, baseline=baseline,
-                             launcher=launcher)
+                             launcher=launcher, retries=retries, experiment=experiment, tracking_uri=tracking_uri)
     except ValueError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(code=2) from None
@@ -238,6 +241,8 @@ def sweep(
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: SQLite optuna.db in the project)."),
     launcher: str = typer.Option("local", help="local (one trial after another) or ray (side by side)."),
     output_dir: str = typer.Option("runs/sweeps", help="Trials go to OUTPUT_DIR/NAME/trialNNN."),
+    experiment: str = typer.Option("proxmo-sweeps", help="MLflow experiment of the study's parent run and its trials."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI)."),
 ) -> None:
     """Run an Optuna study (TPE) over ProxMO's settings through the Prefect flow and print its trials."""
     from flows.sweep import sweep_flow
@@ -249,7 +254,7 @@ def sweep(
     try:
         result = sweep_flow(preset=str(preset), name=name, n_trials=trials, concurrency=concurrency, params=list(param),
                             objective=objective, pruner=pruner, overrides=list(overrides or []), storage=storage,
-                            output_dir=output_dir, launcher=launcher)
+                            output_dir=output_dir, launcher=launcher, experiment=experiment, tracking_uri=tracking_uri)
     except ValueError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(code=2) from None

@@ -6,12 +6,13 @@ import copy
 import json
 import os
 import statistics
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from envs.alfworld.categories import CATEGORIES
@@ -143,8 +144,24 @@ def train_job(
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
-    if launcher == "local":
-        return run_job(config, trial)
+    run_dir = _named_run_dir(config)
+    try:
+        with follow_progress(run_dir, config.get("run", {}).get("iterations"), get_run_logger()):
+            if launcher == "local":
+                return run_job(config, trial)
+            return _on_ray(config, trial, num_gpus, num_cpus, ray_address)
+    except BaseException as error:
+        # A job that died without ending its run (its process killed) must not stay RUNNING; a retry
+        # continues the same run from its last checkpoint.
+        if run_dir is not None:
+            from proxmo.train.tracking import close_abandoned
+
+            close_abandoned(run_dir, "FAILED" if isinstance(error, Exception) and not _killed(error) else "KILLED")
+        raise
+
+
+def _on_ray(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]], num_gpus: float, num_cpus: float,
+            ray_address: Optional[str]) -> Dict[str, Any]:
     import ray
 
     started = False
@@ -160,6 +177,77 @@ def train_job(
     finally:
         if started:
             ray.shutdown()
+
+
+def _killed(error: BaseException) -> bool:
+    """Whether ``error`` says the job's process was killed (a Ray worker that died) rather than that it failed."""
+    try:
+        from ray.exceptions import WorkerCrashedError
+    except ImportError:
+        return False
+    return isinstance(error, WorkerCrashedError)
+
+
+def progress_lines(record: Mapping[str, Any], iterations: Optional[int] = None) -> List[str]:
+    """What a deployed run's log says about one metrics record: one line per iteration, one per evaluation."""
+    step, metrics = int(record["step"]), record["metrics"]
+    lines = []
+    if "train/success" in metrics:
+        total = f"/{iterations}" if iterations else ""
+        lines.append(f"iteration {step}{total}: train success {metrics['train/success']:.3f}"
+                     + (f", loss {metrics['actor/loss']:.4f}" if "actor/loss" in metrics else "")
+                     + (f", {metrics['timing/iteration_s']:.2f} s" if "timing/iteration_s" in metrics else ""))
+    for prefix, label in (("val/random", "random agent"), ("val", "evaluation"), ("val/greedy", "greedy evaluation")):
+        if f"{prefix}/success" in metrics:
+            lines.append(f"{label} at {step}: success {metrics[f'{prefix}/success']:.3f}"
+                         f" ± {metrics.get(f'{prefix}/success_se', float('nan')):.3f}"
+                         f" over {metrics.get(f'{prefix}/episodes', float('nan')):.0f} episodes")
+    return lines
+
+
+@contextmanager
+def follow_progress(run_dir: Optional[Path], iterations: Optional[int], log, every: float = 0.5) -> Iterator[None]:
+    """While the block runs, log the lines of :func:`progress_lines` for every new record of
+    ``run_dir/metrics.jsonl`` (written by the job here or in a Ray worker on the same file system)."""
+    if run_dir is None:
+        yield
+        return
+    path = Path(run_dir) / "metrics.jsonl"
+    offset = path.stat().st_size if path.exists() else 0  # a resumed run: only what is new
+    done = threading.Event()
+    name = Path(run_dir).name
+
+    def read_new() -> None:
+        nonlocal offset
+        if not path.exists():
+            return
+        if path.stat().st_size < offset:  # the folder was moved aside and started again
+            offset = 0
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
+        offset += len(complete)
+        for line in complete.decode().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            for text in progress_lines(record, iterations):
+                log.info("%s: %s", name, text)
+
+    def follow() -> None:
+        while not done.wait(every):
+            read_new()
+        read_new()
+
+    thread = threading.Thread(target=follow, name=f"progress-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
 
 
 @contextmanager

@@ -71,7 +71,8 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     """The newest complete checkpoint of a run folder (or of its ``checkpoints`` folder), if any."""
     run_dir = Path(run_dir)
     for root in (run_dir / "checkpoints", run_dir):
-        found = sorted(p for p in root.glob("iter_*") if p.is_dir() and (p / STATE_FILE).is_file())
+        found = sorted(p for p in root.glob("iter_*")
+                       if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
         if found:
             return found[-1]
     return None

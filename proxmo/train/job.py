@@ -17,8 +17,10 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import random
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +200,9 @@ class Trainer:
         created = not self.run_dir.exists()
         try:
             self._build(config, resume)
+            # which process trains the run (a worker on a cluster, this one here): to watch or stop it
+            (self.run_dir / "process.json").write_text(json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
             self.tracker = tracker or self._make_tracker(resume is not None)
             if resume:  # the iterations after the checkpoint are replayed: keep one point per step
                 self.tracker = skip_logged(self.tracker)

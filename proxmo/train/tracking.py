@@ -449,6 +449,23 @@ def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str
     return {"run_id": run_id, "tracking_uri": uri, **sent}
 
 
+def close_abandoned(folder: str | Path, status: str) -> bool:
+    """End a run whose job died without closing it (killed by a signal, its machine lost): ``status.json`` and
+    the linked MLflow run (if still RUNNING) get ``status``. A run that was closed is left alone. Answers
+    whether it was abandoned. A retry continues the same run (back to RUNNING)."""
+    folder = Path(folder)
+    _check_status(status)
+    if not folder.is_dir() or (folder / "status.json").exists():
+        return False
+    _write_json(folder / "status.json", {"status": status, "time": time.time()})
+    link = _read_json(folder / LINK_FILE)
+    if link:
+        client, _ = _client(link["tracking_uri"])
+        if client.get_run(link["run_id"]).info.status == "RUNNING":
+            client.set_terminated(link["run_id"], status)
+    return True
+
+
 class SkipLogged(_ClosingContext):
     """Forwards to ``tracker`` every metric point it does not hold yet.
 
@@ -533,5 +550,5 @@ def make_tracker(kind: str, folder: str | Path, experiment: str, run_name: str, 
 
 
 __all__ = ["JsonlTracker", "MlflowTracker", "NullTracker", "SkipLogged", "STATUSES", "TRACKER_KINDS", "Tracker",
-           "check_tracking_server", "check_tracking_uri", "flatten_params", "make_tracker", "read_metrics",
+           "check_tracking_server", "check_tracking_uri", "close_abandoned", "flatten_params", "make_tracker", "read_metrics",
            "skip_logged", "sync_run"]

@@ -35,3 +35,15 @@ def test_a_flow_finds_its_parent_run_again_whatever_its_name(tmp_path):
     again = parent_run("parents", name, "ablation", uri, {})
     assert again.run_id == first.run_id and other.run_id != first.run_id
     assert again.client.get_run(first.run_id).info.status == "RUNNING"  # continued
+
+
+def test_progress_lines_say_one_thing_per_iteration_and_per_evaluation():
+    from tasks.training import progress_lines
+
+    iteration = {"step": 3, "metrics": {"train/success": 0.25, "actor/loss": 0.5, "timing/iteration_s": 1.25}}
+    assert progress_lines(iteration, 10) == ["iteration 3/10: train success 0.250, loss 0.5000, 1.25 s"]
+    evaluation = {"step": 5, "metrics": {"val/success": 0.5, "val/success_se": 0.1, "val/episodes": 24.0,
+                                         "val/greedy/success": 0.75, "val/greedy/episodes": 24.0}}
+    assert progress_lines(evaluation) == ["evaluation at 5: success 0.500 ± 0.100 over 24 episodes",
+                                          "greedy evaluation at 5: success 0.750 ± nan over 24 episodes"]
+    assert progress_lines({"step": 1, "metrics": {"adv/rows": 4.0}}) == []

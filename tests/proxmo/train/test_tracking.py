@@ -210,6 +210,20 @@ def test_mlflow_with_a_run_folder_records_both_and_continues_the_same_run(in_cwd
     assert tracker.client.get_run(tracker.run_id).info.status == "FINISHED"
 
 
+def test_a_run_whose_process_died_is_closed_by_whoever_notices(in_cwd, tmp_path):
+    from proxmo.train.tracking import close_abandoned
+
+    folder = tmp_path / "run"
+    dead = make_tracker("mlflow", folder, "abandoned", "r", tracking_uri=in_cwd["uri"])
+    dead.log_metrics({"loss": 1.0}, step=1)  # ... and its process is killed here, before close()
+    assert close_abandoned(folder, "KILLED")
+    assert dead.client.get_run(dead.run_id).info.status == "KILLED"
+    assert json.loads((folder / "status.json").read_text())["status"] == "KILLED"
+    assert not close_abandoned(folder, "FAILED")  # already ended: left alone
+    assert dead.client.get_run(dead.run_id).info.status == "KILLED"
+    assert not close_abandoned(tmp_path / "never-started", "FAILED")
+
+
 def test_sync_sends_a_run_recorded_without_mlflow_once(in_cwd, tmp_path):
     folder = tmp_path / "offline"
     with JsonlTracker(folder) as tracker:
