@@ -58,7 +58,7 @@ def ablate_flow(
     overrides: Optional[List[str]] = None,
     name: str = "ablation",
     output_dir: str = "runs/ablations",
-    baseline: str = "grpo",
+    baseline: Optional[str] = None,
     launcher: Literal["local", "ray"] = "local",
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
@@ -78,8 +78,10 @@ def ablate_flow(
     logger = get_run_logger()
     variants = variants or dict(PAPER_VARIANTS)
     seeds = seeds if seeds is not None else [0, 1, 2]
-    if baseline not in variants:
-        baseline = next(iter(variants))
+    if baseline is None:
+        baseline = "grpo" if "grpo" in variants else next(iter(variants))
+    elif baseline not in variants:
+        raise ValueError(f"baseline: {baseline!r} is not one of the variants {list(variants)}")
     configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
     flow_run_id = str(flow_run.get_id() or "")
     parent = parent_run(experiment, name, "ablation", tracking_uri, {"prefect.flow_run_id": flow_run_id})

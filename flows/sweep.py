@@ -55,10 +55,11 @@ def _space(params: List[str], ranges: Optional[Dict[str, List[float]]]) -> Dict[
 
 
 def _config(preset: str, overrides: List[str], values: Dict[str, Tuple[str, float]], name: str, number: int,
-            output_dir: str, seed: int) -> Dict[str, Any]:
+            output_dir: str, seed: int, several: bool = False) -> Dict[str, Any]:
+    run_name = f"trial{number:03d}__s{seed}" if several else f"trial{number:03d}"
     config = load_config(_preset(preset), [*overrides, *(f"{key}={value}" for key, value in values.values()),
                                            f"run.seed={seed}", f"run.output_dir={output_dir}/{name}",
-                                           f"run.name=trial{number:03d}"])
+                                           f"run.name={run_name}"])
     return config.to_dict()
 
 
@@ -74,6 +75,7 @@ def sweep_flow(
     pruner: str = "median",
     overrides: Optional[List[str]] = None,
     seed: int = 0,
+    seeds: Optional[List[int]] = None,
     storage: Optional[str] = None,
     output_dir: str = "runs/sweeps",
     launcher: Literal["local", "ray"] = "local",
@@ -85,7 +87,9 @@ def sweep_flow(
 ) -> Dict[str, Any]:
     """Search ``params`` (default δ and τ) with TPE until the study holds ``n_trials`` finished trials.
 
-    Trials run ``concurrency`` at a time (side by side with ``launcher=ray``); each reports its
+    Each trial trains one job per seed in ``seeds`` (default ``[seed]``; ``seed`` also seeds the sampler) and
+    scores the mean of their objectives, so a trial's value is not one seed's luck. Trials run
+    ``concurrency`` at a time (side by side with ``launcher=ray``); each reports its
     evaluations to the study, whose pruner (``median``, ``none``, ``threshold:<lower>``) may stop it
     early (PRUNED); a trial whose job fails is
     recorded as FAIL and the study goes on. The study lives in ``storage`` (default SQLite
@@ -100,6 +104,9 @@ def sweep_flow(
     make_pruner(pruner)  # a bad name fails here, before any trial
     if n_trials < 1 or concurrency < 1:
         raise ValueError("n_trials and concurrency: must be >= 1")
+    seeds = list(seeds) if seeds is not None else [seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: give distinct seeds, got {seeds}")
     space = _space(params or ["delta", "tau"], ranges)
     overrides = list(overrides or [])
     # Every setting is checked before the first trial: the config at the low end of every range.
@@ -125,18 +132,24 @@ def sweep_flow(
                 for trial in trials:
                     values = {n: (k, trial.suggest_float(n, low, high, log=log))
                               for n, (k, low, high, log) in space.items()}
-                    data = _config(preset, overrides, values, name, trial.number, output_dir, seed)
-                    data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
-                                       parent_run_id=parent.run_id)
-                    data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
-                                           "prefect.flow_run_id": flow_run_id}
-                    reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
-                                "pruner": pruner}
-                    jobs.append(train_job.with_options(retries=0).submit(
-                        data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
-                        else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
-                for trial, job in zip(trials, jobs):
-                    _tell(study, trial, job, objective, logger)
+                    trial_jobs = []
+                    for index, job_seed in enumerate(seeds):
+                        data = _config(preset, overrides, values, name, trial.number, output_dir, job_seed,
+                                       several=len(seeds) > 1)
+                        data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                                           parent_run_id=parent.run_id)
+                        data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
+                                               "prefect.flow_run_id": flow_run_id}
+                        # The first seed's evaluations are the trial's intermediate values; every seed's job
+                        # asks the pruner, so a pruned trial stops all of them.
+                        reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
+                                    "pruner": pruner, "report": index == 0}
+                        trial_jobs.append(train_job.with_options(retries=0).submit(
+                            data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
+                            else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
+                    jobs.append(trial_jobs)
+                for trial, trial_jobs in zip(trials, jobs):
+                    _tell(study, trial, trial_jobs, seeds, objective, logger)
         best = study.best_trial if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
         rows = _trial_rows(study, space)
         _log_trials(parent, rows, best)
@@ -164,21 +177,28 @@ def _run_now(*args) -> _Done:
         return _Done(error=error)
 
 
-def _tell(study, trial, job, objective: str, logger) -> None:
+def _tell(study, trial, jobs, seeds: List[int], objective: str, logger) -> None:
+    """Tell the study how ``trial`` ended: FAIL if a seed's job failed, PRUNED if the pruner stopped it, else the
+    mean objective over its seeds (each seed's value kept as the trial's user attribute ``values``)."""
     import optuna
 
-    try:
-        summary = job.result()["summary"]
-    except Exception as error:  # noqa: BLE001 - a failed trial is recorded and the study goes on
-        logger.warning("trial %d failed: %s", trial.number, error)
+    summaries = []
+    for job_seed, job in zip(seeds, jobs):
+        try:
+            summaries.append(job.result()["summary"])
+        except Exception as error:  # noqa: BLE001 - a failed trial is recorded and the study goes on
+            logger.warning("trial %d (seed %d) failed: %s", trial.number, job_seed, error)
+    if len(summaries) < len(seeds):
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
-    if summary.get("stopped"):
+    if any(summary.get("stopped") for summary in summaries):
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
-    value = objective_value(summary, objective)
+    values = {str(s): objective_value(summary, objective) for s, summary in zip(seeds, summaries)}
+    trial.set_user_attr("values", values)
+    value = sum(values.values()) / len(values)
     study.tell(trial, value)
-    logger.info("trial %d: %s -> %.3f", trial.number, trial.params, value)
+    logger.info("trial %d: %s -> %.3f (per seed %s)", trial.number, trial.params, value, values)
 
 
 def _trial_rows(study, space) -> List[Dict[str, Any]]:
@@ -187,6 +207,8 @@ def _trial_rows(study, space) -> List[Dict[str, Any]]:
         row: Dict[str, Any] = {"trial": trial.number, "state": trial.state.name,
                                "value": round(trial.value, 4) if trial.value is not None else None}
         row.update({name: round(trial.params[name], 4) if name in trial.params else None for name in space})
+        per_seed = trial.user_attrs.get("values", {})
+        row["per seed"] = ", ".join(f"{v:.3f}" for v in per_seed.values()) if len(per_seed) > 1 else None
         rows.append(row)
     return sorted(rows, key=lambda r: (r["value"] is None, -(r["value"] or 0.0), r["trial"]))
 

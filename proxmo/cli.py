@@ -196,7 +196,8 @@ def ablate(
                                       "advantage.estimator=proxmo' (repeat; default: the paper's grid)."),
     seeds: List[int] = typer.Option([0, 1, 2], "--seed", help="Seeds (repeat the option)."),
     name: str = typer.Option("ablation", help="Name of the ablation: its folder, artifacts and parent MLflow run."),
-    baseline: str = typer.Option("grpo", help="The variant paired differences are taken against."),
+    baseline: Optional[str] = typer.Option(None, help="The variant paired differences are taken against "
+                                           "(default: grpo if it is one, else the first)."),
     launcher: str = typer.Option("local", help="local (one job after another) or ray (side by side)."),
     output_dir: str = typer.Option("runs/ablations", help="Runs go to OUTPUT_DIR/NAME/<variant>__s<seed>."),
     retries: int = typer.Option(1, min=0, help="Retries of a job that fails or whose process dies (it resumes)."),
@@ -241,6 +242,8 @@ def sweep(
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: SQLite optuna.db in the project)."),
     launcher: str = typer.Option("local", help="local (one trial after another) or ray (side by side)."),
     output_dir: str = typer.Option("runs/sweeps", help="Trials go to OUTPUT_DIR/NAME/trialNNN."),
+    seeds: List[int] = typer.Option([0], "--seed", help="Seeds each trial trains (repeat); its value is their mean. "
+                                    "The first also seeds the sampler."),
     experiment: str = typer.Option("proxmo-sweeps", help="MLflow experiment of the study's parent run and its trials."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI)."),
 ) -> None:
@@ -254,7 +257,8 @@ def sweep(
     try:
         result = sweep_flow(preset=str(preset), name=name, n_trials=trials, concurrency=concurrency, params=list(param),
                             objective=objective, pruner=pruner, overrides=list(overrides or []), storage=storage,
-                            output_dir=output_dir, launcher=launcher, experiment=experiment, tracking_uri=tracking_uri)
+                            output_dir=output_dir, launcher=launcher, experiment=experiment, tracking_uri=tracking_uri,
+                            seed=seeds[0], seeds=list(seeds))
     except ValueError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(code=2) from None

@@ -23,7 +23,7 @@ LAUNCHERS = ("local", "ray")
 def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Run one training job from a config dict; answers a JSON-friendly summary.
 
-    ``trial`` (``storage``, ``study``, ``number``, ``metric``, ``pruner``) makes the job report ``metric`` at every
+    ``trial`` (``storage``, ``study``, ``number``, ``metric``, ``pruner``, ``report``) makes the job report ``metric`` at every
     evaluation to that Optuna trial and stop early when the study's pruner says so.
 
     A job whose named run folder already holds a finished run (``summary.json`` with all its
@@ -66,7 +66,8 @@ def make_pruner(spec: str):
 
 
 def trial_reporter(trial: Mapping[str, Any]):
-    """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage)."""
+    """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage) and
+    stops the job when the study's pruner says so; with ``report`` false it only asks (another seed reports)."""
     import optuna
 
     from proxmo.train.job import StopRun
@@ -79,7 +80,7 @@ def trial_reporter(trial: Mapping[str, Any]):
     metric = trial["metric"]
 
     def report(step: int, metrics: Mapping[str, float]) -> None:
-        if metric in metrics:
+        if metric in metrics and trial.get("report", True):
             handle.report(float(metrics[metric]), step)
         if handle.should_prune():
             raise StopRun(f"pruned by the study at step {step}")
@@ -273,8 +274,10 @@ def parent_run(experiment: str, name: str, role: str, tracking_uri: Optional[str
     and role when the flow is run again, else a new one. Returns an open :class:`MlflowTracker`."""
     import mlflow
 
-    from proxmo.train.tracking import MlflowTracker
+    from proxmo.train.tracking import MlflowTracker, check_tracking_server, check_tracking_uri
 
+    check_tracking_uri(tracking_uri)
+    check_tracking_server(tracking_uri)  # a server that is down fails the flow in seconds, before any job
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     record = client.get_experiment_by_name(experiment)
     if record is not None:  # roles are fixed words; a name may hold any character, so it is compared here

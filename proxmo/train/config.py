@@ -149,6 +149,18 @@ class RunConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
     resume: Optional[str] = Field(None, description="A checkpoint folder (or a run folder: its latest) to continue from.")
 
+    @field_validator("resume")
+    @classmethod
+    def _checkpoint_found(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint  # it imports this module
+
+        if not (Path(value) / STATE_FILE).is_file() and latest_checkpoint(Path(value)) is None:
+            raise ValueError(f"run.resume: no checkpoint in {value!r} (expected {STATE_FILE} there, or iter_* or "
+                             "checkpoints/iter_* folders)")
+        return value
+
 
 class TrainConfig(_Section):
     """A whole training run."""

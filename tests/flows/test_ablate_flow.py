@@ -21,6 +21,17 @@ def test_variants_are_validated_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="variant 'broken'.*advantage.estimator_typo"):
         variant_configs("configs/alfworld_demo.yaml", {"ok": [], "broken": ["advantage.estimator_typo=x"]}, [0],
                         TINY, str(tmp_path), "a")
+    with pytest.raises(ValueError, match="baseline: 'nope' is not one of the variants"):
+        ablate_flow(variants={"a": []}, seeds=[0], overrides=TINY, baseline="nope", output_dir=str(tmp_path / "runs"))
+    from tests.servers import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=f"run.tracking_uri.*{down}"):
+        ablate_flow(variants={"a": []}, seeds=[0], overrides=TINY, tracking_uri=down, output_dir=str(tmp_path / "runs"))
+    with pytest.raises(ValueError, match="run.resume: no checkpoint"):
+        ablate_flow(variants={"a": []}, seeds=[0], overrides=[*TINY, f"run.resume={tmp_path}"],
+                    output_dir=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
     assert set(PAPER_VARIANTS) == {"grpo", "gigpo", "proxmo", "proxmo-no-modulation", "proxmo-exact-groups",
                                    "proxmo-official"}
 

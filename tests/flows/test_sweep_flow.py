@@ -107,3 +107,26 @@ def test_proxmo_sweep_command_prints_the_trials(tmp_path):
                                       "--output-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "study cli-sweep" in result.output and "best:" in result.output and "COMPLETE" in result.output
+
+
+def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = dict(preset="configs/alfworld_demo.yaml", concurrency=1, overrides=TINY, storage=storage,
+                  output_dir=str(tmp_path / "runs"), experiment="sweep-seeds", seeds=[0, 1])
+    out = sweep_flow(name="two-seeds", n_trials=2, pruner="none", **common)
+    for trial in optuna.load_study(study_name="two-seeds", storage=storage).trials:
+        values = trial.user_attrs["values"]
+        assert set(values) == {"0", "1"} and trial.value == pytest.approx(sum(values.values()) / 2)
+    assert all(row["per seed"] for row in out["trials"])
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("sweep-seeds").experiment_id
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")
+    assert sorted(r.info.run_name for r in children) == ["trial000__s0", "trial000__s1", "trial001__s0", "trial001__s1"]
+    assert {r.data.params["run.seed"] for r in children} == {"0", "1"}
+
+    pruned = sweep_flow(name="two-seeds-pruned", n_trials=1, pruner="threshold:2.0", **common)
+    assert [t.state.name for t in optuna.load_study(study_name="two-seeds-pruned", storage=storage).trials] == ["PRUNED"]
+    runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{pruned['parent_run_id']}'")
+    assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs)  # both seeds stopped, not only the first
+    with pytest.raises(ValueError, match="seeds: give distinct seeds"):
+        sweep_flow(name="bad-seeds", n_trials=1, pruner="none", **{**common, "seeds": [1, 1]})
