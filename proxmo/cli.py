@@ -297,6 +297,33 @@ def sync(
 
 
 @app.command()
+def curves(
+    folder: Path = typer.Argument(..., help="An ablation's folder (its runs are <variant>__s<seed>/) or one run's folder."),
+    output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="The PNG to write."),
+    metric: str = typer.Option("val/success", help="The evaluation metric to plot."),
+) -> None:
+    """Plot learning curves from run folders: one run's overall and per-category success, or every variant of an
+    ablation as its mean over seeds with a 95% band."""
+    from proxmo.results.curves import evaluation_curves, plot_run, plot_variants
+    from proxmo.train.tracking import read_metrics
+
+    if (folder / "metrics.jsonl").is_file():
+        plot_run(evaluation_curves(read_metrics(folder)), output, title=folder.name)
+        console.print(f"{escape(str(output))}: {escape(folder.name)}", soft_wrap=True)
+        return
+    grouped = {}
+    for run in sorted(p for p in folder.glob("*__s*") if (p / "metrics.jsonl").is_file()):
+        curve = evaluation_curves(read_metrics(run)).get(metric)
+        if curve:
+            grouped.setdefault(run.name.rsplit("__s", 1)[0], []).append(curve)
+    if not grouped:
+        raise typer.BadParameter(f"no run folder with {metric!r} evaluations under {folder}", param_hint="FOLDER")
+    plot_variants(grouped, output, title=f"{folder.name}: {metric}, mean over seeds, 95% CI band", ylabel=metric)
+    console.print(f"{escape(str(output))}: " + ", ".join(f"{k} ({len(v)} seeds)" for k, v in grouped.items()),
+                  soft_wrap=True)
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from importlib.metadata import version as installed

@@ -56,3 +56,20 @@ def test_play_shows_bracketed_commands_verbatim():
                                 input="search[sunglasses]\nquit\n")
     assert result.exit_code == 0, result.output
     assert "1. search[<your query>]" in result.output and "click[back to search]" in result.output
+
+
+def test_curves_command_plots_a_run_or_an_ablation(tmp_path):
+    from proxmo.train.tracking import JsonlTracker
+
+    for variant in ("grpo", "proxmo"):
+        for seed in (0, 1):
+            with JsonlTracker(tmp_path / "ablation" / f"{variant}__s{seed}") as run:
+                for step in (0, 5, 10):
+                    run.log_metrics({"val/success": 0.1 * seed + step / 20, "val/success/pick": 0.5}, step=step)
+    result = CliRunner().invoke(app, ["curves", str(tmp_path / "ablation"), "-o", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert "grpo (2 seeds)" in result.output and (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+    one = CliRunner().invoke(app, ["curves", str(tmp_path / "ablation" / "grpo__s0"), "-o", str(tmp_path / "r.png")])
+    assert one.exit_code == 0 and (tmp_path / "r.png").is_file()
+    empty = CliRunner().invoke(app, ["curves", str(tmp_path), "-o", str(tmp_path / "x.png")])
+    assert empty.exit_code != 0 and "no run folder" in empty.output
