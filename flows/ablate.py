@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from flows.train import _preset, artifact_key
 from proxmo.results import RunSummary, compare_variants, markdown_table
 from proxmo.train.config import load_config
-from tasks.training import parent_run, publish_results, ray_session, train_job
+from tasks.training import parent_run, publish_results, run_jobs
 
 PAPER_VARIANTS: Dict[str, List[str]] = {
     "grpo": ["advantage.estimator=grpo"],
@@ -90,7 +90,7 @@ def ablate_flow(
             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent.run_id)
             data["run"]["tags"]["prefect.flow_run_id"] = flow_run_id
-        summaries = _run_jobs(configs, launcher, retries, num_gpus, ray_address, num_cpus)
+        summaries = run_jobs(configs, launcher, retries, num_gpus, ray_address, num_cpus)
         runs = [RunSummary.from_summary(d["run"]["tags"]["variant"], d["run"]["seed"], s["summary"])
                 for d, s in zip(configs, summaries)]
         rows = compare_variants(runs, baseline=baseline)
@@ -102,16 +102,6 @@ def ablate_flow(
                         title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
         return {"parent_run_id": parent.run_id, "table": table, "runs": [s["run_dir"] for s in summaries],
                 "pids": [s["pid"] for s in summaries]}
-
-
-def _run_jobs(configs, launcher: str, retries: int, num_gpus: float, ray_address: Optional[str], num_cpus: float):
-    job = train_job.with_options(retries=retries)
-    with ray_session(launcher, ray_address):
-        if launcher == "ray":  # side by side, each job a Ray task in its own process
-            futures = [job.submit(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
-            return [future.result() for future in futures]
-        # one after another: jobs in one process share torch's global state
-        return [job(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
 
 
 def _row(row) -> Dict[str, Any]:

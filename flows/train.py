@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from proxmo.train.config import load_config
 from proxmo.train.job import run_name
-from tasks.training import publish_results, results_row, train_job
+from tasks.training import parent_run, publish_results, results_row, run_jobs, train_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,13 +62,20 @@ def reproduce_flow(
     launcher: Literal["local", "ray"] = "local",
     num_gpus: float = 0.0,
     ray_address: Optional[str] = None,
+    num_cpus: float = 1.0,
+    retries: int = 1,
+    name: str = "reproduce",
+    experiment: str = "proxmo-reproduce",
+    tracking_uri: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
     """Train every estimator on each environment and seed; publish the paper-style table ``reproduce-table``.
 
     Rows are methods; columns the ALFWorld success rate per category and overall, and the WebShop
-    score and success (percent), averaged over seeds. Leave a preset empty to skip its environment.
-    ``overrides`` go to every job, ``alfworld_overrides`` / ``webshop_overrides`` only to that
-    environment's. Every job's config is checked before the first one starts.
+    score and success (percent), each the mean over seeds with its 95% interval. Leave a preset empty to
+    skip its environment. ``overrides`` go to every job, ``alfworld_overrides`` / ``webshop_overrides`` only
+    to that environment's. Every job's config is checked before the first one starts. Jobs run side by side
+    with ``launcher=ray``; each is an MLflow run under the parent run ``name``, which holds the table
+    (markdown, and every seed's value as CSV). Running the flow again skips finished jobs and resumes the rest.
     """
     estimators = estimators or ["grpo", "gigpo", "proxmo"]
     seeds = seeds if seeds is not None else [0]
@@ -81,9 +91,34 @@ def reproduce_flow(
                     f"run.seed={seed}", f"run.output_dir={output_dir}", f"run.name={env}__{estimator}__s{seed}",
                 ])
                 jobs.append((estimator, config.to_dict()))
-    summaries: Dict[str, List[Dict[str, Any]]] = {name: [] for name in estimators}
-    for estimator, data in jobs:
-        summaries[estimator].append(train_job(data, launcher, num_gpus, ray_address))
-    rows = [results_row(summaries[name]) for name in estimators]
-    publish_results(rows, key="reproduce-table", title="ALFWorld success (%) and WebShop score / success (%)")
-    return rows
+    flow_run_id = str(flow_run.get_id() or "")
+    parent = parent_run(experiment, name, "reproduction", tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
+        for _, data in jobs:
+            data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                               parent_run_id=parent.run_id)
+            data["run"]["tags"] = {**data["run"]["tags"], "reproduction": name, "prefect.flow_run_id": flow_run_id}
+        done = run_jobs([data for _, data in jobs], launcher, retries, num_gpus, ray_address, num_cpus)
+        summaries: Dict[str, List[Dict[str, Any]]] = {estimator: [] for estimator in estimators}
+        for (estimator, _), summary in zip(jobs, done):
+            summaries[estimator].append(summary)
+        rows = [results_row(summaries[estimator]) for estimator in estimators]
+        title = "ALFWorld success (%) and WebShop score / success (%), mean [95% CI] over seeds"
+        markdown = publish_results(rows, key="reproduce-table", title=title)
+        _log_results(parent, markdown, done)
+        return rows
+
+
+def _log_results(parent, markdown: str, summaries: List[Dict[str, Any]]) -> None:
+    """The table (markdown) and every job's final numbers (CSV, one line per run) on the parent run."""
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "reproduce.md").write_text(markdown)
+        with open(Path(folder) / "reproduce.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["env", "estimator", "seed", "metric", "value"])
+            for summary in summaries:
+                for key, value in sorted(summary["final_eval"].items()):
+                    if key.startswith("val/") and not key.endswith(("_se", "episodes", "aborted")):
+                        writer.writerow([summary["env"], summary["estimator"], summary["seed"], key, value])
+        parent.log_artifact(Path(folder) / "reproduce.md")
+        parent.log_artifact(Path(folder) / "reproduce.csv")

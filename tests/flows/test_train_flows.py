@@ -24,7 +24,17 @@ def test_reproduce_flow_publishes_the_results_table(tmp_path):
     table = json.loads(Artifact.get("reproduce-table").data)
     assert [row["method"] for row in table] == ["grpo", "proxmo"]
     markdown = Artifact.get("reproduce-table-md").data
-    assert "| method | Pick |" in markdown
+    assert "| method | Pick |" in markdown and "95% CI" in markdown
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("proxmo-reproduce").experiment_id
+    parent = client.search_runs([experiment], "tags.proxmo_role = 'reproduction'")[0]
+    children = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["alfworld__grpo__s0", "alfworld__proxmo__s0"]
+    assert parent.info.status == "FINISHED" and all(r.info.status == "FINISHED" for r in children)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"reproduce.md", "reproduce.csv"}
 
 
 def test_prefect_yaml_deployments_point_at_flows_and_their_parameters():

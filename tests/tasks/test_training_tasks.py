@@ -13,8 +13,10 @@ def test_results_row_averages_seeds_and_fills_both_environments():
             {"env": "webshop", "estimator": "proxmo", "seed": 0, "final_eval": {"val/score": 0.853, "val/success": 0.671}}]
     row = results_row(runs)
     assert row["method"] == "proxmo" and row["seeds"] == 2
-    assert row["Pick"] == 75.0 and row["Look"] == 50.0 and row["All"] == 37.5
-    assert row["WS score"] == 85.3 and row["WS succ"] == 67.1
+    # mean over seeds with its 95% Student-t interval (two seeds: t = 12.71, so a wide one)
+    assert row["Pick"] == "75.0 [-242.7, 392.7]" and row["Look"] == "50.0 [50.0, 50.0]"
+    assert row["All"].startswith("37.5 [")
+    assert row["WS score"] == "85.3" and row["WS succ"] == "67.1"  # one seed: the value alone
     assert row["Clean"] is None
 
 
