@@ -224,7 +224,7 @@ def ablate(
     except ValueError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(code=2) from None
-    console.print(result["table"], highlight=False)
+    console.print(result["table"], highlight=False, soft_wrap=True)
     console.print(f"parent MLflow run: {result['parent_run_id']}")
 
 
@@ -267,7 +267,8 @@ def sweep(
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     console.print(table)
-    console.print(f"best: {result['best_params']} -> {result['best_value']}; parent MLflow run: {result['parent_run_id']}")
+    console.print(f"best: {result['best_params']} -> {result['best_value']}; parent MLflow run: {result['parent_run_id']}",
+                  soft_wrap=True)
 
 
 @app.command()

@@ -33,7 +33,9 @@ class MlflowServer:
                    str(self.port), "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
                    "--artifacts-destination", str(self.folder / "artifacts")]
         log = open(self.folder / "server.log", "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # no job runner: its consumer processes would outlive the server
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

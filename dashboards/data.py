@@ -1,0 +1,170 @@
+"""What the dashboard shows, read from the MLflow tracking store and the Optuna storage only (never run folders).
+
+Everything here is plain functions of a store, so the app stays a thin layout and the tests can check the
+numbers without a browser. Listing runs is one ``search_runs`` call (latest metric values come with it);
+metric histories are fetched only for the runs on screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import pandas as pd
+
+from proxmo.results import RunSummary, compare_variants
+
+PHASES = ("rollout", "adv", "update", "ref_logprob", "old_logprob")
+"""The timed phases of an iteration (``timing/<phase>_s``)."""
+
+
+@dataclass
+class Store:
+    """Where the dashboard reads: an MLflow tracking URI and an Optuna storage URL (either may be absent)."""
+
+    tracking_uri: Optional[str]
+    optuna_storage: Optional[str]
+    mlflow_ui: str = "http://127.0.0.1:5000"
+
+    def client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def runs_frame(store: Store, max_results: int = 5000) -> pd.DataFrame:
+    """One row per MLflow run of every active experiment: names, tags that place it (parent, role, variant,
+    seed, study, trial, estimator, env) and its latest metric values (columns ``m:<metric>``)."""
+    client = store.client()
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    if not experiments:
+        return pd.DataFrame()
+    runs = client.search_runs(list(experiments), max_results=max_results, order_by=["attributes.start_time DESC"])
+    rows = []
+    for run in runs:
+        tags = run.data.tags
+        row: Dict[str, Any] = {
+            "run_id": run.info.run_id, "name": run.info.run_name, "experiment": experiments[run.info.experiment_id],
+            "experiment_id": run.info.experiment_id, "status": run.info.status, "start": run.info.start_time,
+            "parent": tags.get("mlflow.parentRunId"), "role": tags.get("proxmo_role"), "group": tags.get("proxmo_name"),
+            "variant": tags.get("variant"), "study": tags.get("study"), "trial": tags.get("trial"),
+            "estimator": tags.get("estimator"), "env": tags.get("env"), "eval_key": tags.get("eval_tasks_hash", ""),
+            "seed": run.data.params.get("run.seed"),
+        }
+        row.update({f"m:{key}": value for key, value in run.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def histories(store: Store, run_ids: Sequence[str], keys: Sequence[str]) -> pd.DataFrame:
+    """Long table (run_id, metric, step, value) of the given metrics' histories for the given runs."""
+    client = store.client()
+    rows = []
+    for run_id in run_ids:
+        for key in keys:
+            for point in client.get_metric_history(run_id, key):
+                rows.append({"run_id": run_id, "metric": key, "step": point.step, "value": point.value})
+    return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
+
+
+def metric_names(store: Store, run_id: str, prefix: str) -> List[str]:
+    """The metrics of a run that start with ``prefix`` (e.g. every ``val/success/<category>``)."""
+    return sorted(k for k in store.client().get_run(run_id).data.metrics if k.startswith(prefix))
+
+
+def groups(runs: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The parent runs of one role (``ablation``, ``study``, ``reproduction``), newest first, with their child count."""
+    if runs.empty or "role" not in runs:
+        return pd.DataFrame()
+    parents = runs[runs["role"] == role].copy()
+    counts = runs["parent"].value_counts()
+    parents["runs"] = [int(counts.get(run_id, 0)) for run_id in parents["run_id"]]
+    return parents
+
+
+def ablation_table(store: Store, runs: pd.DataFrame, parent_id: str, baseline: Optional[str] = None):
+    """The comparison of an ablation's variants over seeds (``proxmo.results.compare_variants``), from the
+    child runs' MLflow metrics: final = the last ``val/success``, best = its maximum. Answers (rows, baseline)."""
+    children = runs[(runs["parent"] == parent_id) & runs["variant"].notna() & (runs["status"] == "FINISHED")]
+    children = children.sort_values("start")  # variants in the order the ablation ran them
+    if children.empty:
+        return [], None
+    curves = histories(store, list(children["run_id"]), ["val/success"])
+    summaries = []
+    for _, child in children.iterrows():
+        points = curves[curves["run_id"] == child["run_id"]].sort_values("step")
+        if points.empty:
+            continue
+        adv = child.get("m:timing/adv_fraction")
+        summaries.append(RunSummary(str(child["variant"]), int(child["seed"] or 0), float(points["value"].iloc[-1]),
+                                    float(points["value"].max()), str(child["eval_key"] or ""),
+                                    adv_fraction=None if pd.isna(adv) else float(adv)))
+    variants = sorted({s.variant for s in summaries})
+    if baseline not in variants:
+        baseline = "grpo" if "grpo" in variants else (variants[0] if variants else None)
+    return compare_variants(summaries, baseline=baseline), baseline
+
+
+def ablation_curves(store: Store, runs: pd.DataFrame, parent_id: str, metric: str = "val/success") -> pd.DataFrame:
+    """Per variant and step: mean over seeds and its 95% band (columns variant, step, mean, low, high, n)."""
+    from proxmo.results.curves import band
+
+    children = runs[(runs["parent"] == parent_id) & runs["variant"].notna()]
+    points = histories(store, list(children["run_id"]), [metric])
+    rows = []
+    for variant, members in children.sort_values("start").groupby("variant", sort=False):
+        curves = [list(zip(p["step"], p["value"])) for _, p in points[points["run_id"].isin(members["run_id"])]
+                  .sort_values("step").groupby("run_id")]
+        for step, mean, low, high in band(curves):
+            rows.append({"variant": variant, "step": step, "mean": mean, "low": low, "high": high, "n": len(curves)})
+    return pd.DataFrame(rows, columns=["variant", "step", "mean", "low", "high", "n"])
+
+
+def overhead(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator over its finished runs: mean advantage seconds per iteration and share of the iteration."""
+    needed = {"m:timing/adv_s", "m:timing/adv_fraction"}
+    if runs.empty or not needed <= set(runs.columns):
+        return pd.DataFrame(columns=["estimator", "runs", "advantage s / iteration", "advantage share (%)"])
+    finished = runs[(runs["status"] == "FINISHED") & runs["estimator"].notna() & runs["m:timing/adv_s"].notna()]
+    table = finished.groupby("estimator").agg(runs=("run_id", "count"), adv_s=("m:timing/adv_s", "mean"),
+                                              share=("m:timing/adv_fraction", "mean")).reset_index()
+    return pd.DataFrame({"estimator": table["estimator"], "runs": table["runs"],
+                         "advantage s / iteration": table["adv_s"].round(5),
+                         "advantage share (%)": (100 * table["share"]).round(3)})
+
+
+def studies(store: Store) -> List[str]:
+    """The names of the studies in the Optuna storage ([] when there is no storage or it is empty)."""
+    if not store.optuna_storage:
+        return []
+    import optuna
+
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(store.optuna_storage, include_best_trial=False))
+
+
+def load_study(store: Store, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=store.optuna_storage)
+
+
+def best_trials(study, runs: pd.DataFrame, store: Store, top: int = 5) -> pd.DataFrame:
+    """The best completed trials with their parameters and links to their MLflow runs."""
+    import optuna
+
+    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                  key=lambda t: t.value, reverse=True)[:top]
+    rows = []
+    for trial in done:
+        row: Dict[str, Any] = {"trial": trial.number, "value": round(trial.value, 4)}
+        row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in trial.params.items()})
+        linked = runs[(runs.get("study") == study.study_name) & (runs.get("trial") == str(trial.number))] \
+            if not runs.empty and "study" in runs else pd.DataFrame()
+        row["runs"] = " ".join(f"{store.mlflow_ui}/#/experiments/{r.experiment_id}/runs/{r.run_id}"
+                               for r in linked.itertuples())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["PHASES", "Store", "ablation_curves", "ablation_table", "best_trials", "groups", "histories",
+           "load_study", "metric_names", "overhead", "runs_frame", "studies"]
