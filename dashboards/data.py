@@ -89,16 +89,17 @@ def ablation_table(store: Store, runs: pd.DataFrame, parent_id: str, baseline: O
     children = children.sort_values("start")  # variants in the order the ablation ran them
     if children.empty:
         return [], None
-    curves = histories(store, list(children["run_id"]), ["val/success"])
+    curves = histories(store, list(children["run_id"]), ["val/success", "timing/adv_fraction"])
     summaries = []
     for _, child in children.iterrows():
-        points = curves[curves["run_id"] == child["run_id"]].sort_values("step")
+        mine = curves[curves["run_id"] == child["run_id"]]
+        points = mine[mine["metric"] == "val/success"].sort_values("step")
         if points.empty:
             continue
-        adv = child.get("m:timing/adv_fraction")
+        adv = mine[mine["metric"] == "timing/adv_fraction"]["value"]  # the run's mean, as in its summary
         summaries.append(RunSummary(str(child["variant"]), int(child["seed"] or 0), float(points["value"].iloc[-1]),
                                     float(points["value"].max()), str(child["eval_key"] or ""),
-                                    adv_fraction=None if pd.isna(adv) else float(adv)))
+                                    adv_fraction=float(adv.mean()) if len(adv) else None))
     variants = sorted({s.variant for s in summaries})
     if baseline not in variants:
         baseline = "grpo" if "grpo" in variants else (variants[0] if variants else None)
@@ -160,8 +161,9 @@ def best_trials(study, runs: pd.DataFrame, store: Store, top: int = 5) -> pd.Dat
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in trial.params.items()})
         linked = runs[(runs.get("study") == study.study_name) & (runs.get("trial") == str(trial.number))] \
             if not runs.empty and "study" in runs else pd.DataFrame()
-        row["runs"] = " ".join(f"{store.mlflow_ui}/#/experiments/{r.experiment_id}/runs/{r.run_id}"
-                               for r in linked.itertuples())
+        first = next(linked.itertuples(), None)  # the first seed's run (a trial may train several)
+        row["runs"] = f"{store.mlflow_ui}/#/experiments/{first.experiment_id}/runs/{first.run_id}" if first else None
+        row["seeds"] = len(linked)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -76,6 +76,14 @@ def print_report(console: Console, result) -> None:
             table.add_row(escape(key), f"{extra[key]:.4f}")
         console.print(table)
     console.print(f"run folder: {escape(str(Path(result.run_dir)))}")
+    link = Path(result.run_dir) / "mlflow.json"
+    if link.is_file():
+        import json
+
+        mirrored = json.loads(link.read_text())
+        console.print(f"MLflow run {mirrored['run_id']} in {escape(mirrored['tracking_uri'])}; open the UIs with "
+                      "`proxmo ui` (MLflow http://127.0.0.1:5000, dashboard http://127.0.0.1:8501, optuna-dashboard "
+                      "http://127.0.0.1:8080)", soft_wrap=True)
 
 
 __all__ = ["USER_ERRORS", "launch", "print_report"]

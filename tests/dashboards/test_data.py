@@ -43,7 +43,7 @@ def test_sweeps_overhead_and_best_trials(store):
     study = data.load_study(store, "delta-tau")
     best = data.best_trials(study, runs, store, top=3)
     assert list(best["value"]) == sorted(best["value"], reverse=True) and len(best) == 3
-    assert all("/#/experiments/" in link and "/runs/" in link for link in best["runs"])
+    assert all("/#/experiments/" in link and "/runs/" in link for link in best["runs"]) and set(best["seeds"]) == {1}
     overhead = data.overhead(runs).set_index("estimator")
     assert overhead.loc["grpo", "advantage s / iteration"] < overhead.loc["proxmo", "advantage s / iteration"]
 

@@ -147,12 +147,14 @@ def test_the_job_imports_neither_prefect_nor_ray_nor_mlflow():
 
 
 def test_cli_train_runs_a_tiny_job_and_prints_the_evaluation(tmp_path):
-    data = _webshop(tmp_path, iterations=1, name="cli")
+    data = _webshop(tmp_path, iterations=1, name="cli", tracker="mlflow")
     overrides = [f"{section}.{key}={json.dumps(value)}" for section, values in data.items() for key, value in values.items()]
     result = CliRunner().invoke(app, ["train", "configs/webshop_demo.yaml", *overrides, "--quiet"])
     assert result.exit_code == 0, result.output
     assert "validation success (%)" in result.output and "val/score" in result.output
     assert "4 evaluation episodes" in result.output
+    run_id = json.loads((tmp_path / "runs" / "cli" / "mlflow.json").read_text())["run_id"]
+    assert f"MLflow run {run_id}" in result.output and "proxmo ui" in result.output  # how to see it
     assert (tmp_path / "runs" / "cli" / "summary.json").is_file()
 
 

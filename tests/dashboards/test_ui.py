@@ -1,0 +1,41 @@
+"""`proxmo ui`: the MLflow UI, optuna-dashboard and the dashboard come up on the given stores, and Ctrl-C stops
+every process they started."""
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+
+from tests.servers import free_port
+
+
+def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
+    ports = [free_port() for _ in range(3)]
+    command = [sys.executable, "-m", "proxmo", "ui", "--mlflow-port", str(ports[0]), "--optuna-port", str(ports[1]),
+               "--dashboard-port", str(ports[2]), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+               "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
+    ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    lines = []
+    try:
+        deadline = time.monotonic() + 180
+        while not any("Ctrl-C stops them all" in line for line in lines):
+            assert time.monotonic() < deadline and ui.poll() is None, "".join(lines)
+            lines.append(ui.stdout.readline())
+        text = "".join(lines)
+        for port in ports:
+            assert f"http://127.0.0.1:{port}" in text
+        for url in (f"http://127.0.0.1:{ports[0]}/health", f"http://127.0.0.1:{ports[1]}/",
+                    f"http://127.0.0.1:{ports[2]}/_stcore/health"):
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200, url
+        started = psutil.Process(ui.pid).children(recursive=True)
+        assert len(started) >= 3
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(timeout=60) == 0, ui.stdout.read()
+    finally:
+        ui.kill()
+    gone, alive = psutil.wait_procs(started, timeout=15)
+    assert not alive, [p.pid for p in alive]  # no orphans: not the servers, not their workers
