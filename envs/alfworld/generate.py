@@ -46,6 +46,9 @@ class Knobs:
 @lru_cache(maxsize=1)
 def _alfworld():
     """The generator's data from the installed alfworld package (imported lazily: it is slow to import)."""
+    from proxmo.extras import require
+
+    require("envs", "generating ALFWorld games", ["alfworld"])
     import alfworld.gen.constants as constants
     import alfworld.gen.goal_library as goals
     from alfworld.info import ALFRED_PDDL_PATH, ALFRED_TWL2_PATH

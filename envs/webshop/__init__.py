@@ -5,6 +5,10 @@
 See ``docs/webshop.md``.
 """
 
+from proxmo.extras import require
+
+require("envs", "WebShop (envs.webshop)", ["rapidfuzz", "bm25s"])
+
 from envs.base import register
 from envs.webshop.agents import OracleAgent, RandomAgent, run_episode
 from envs.webshop.catalog import Catalog, Goal, Product, generate, score_goal

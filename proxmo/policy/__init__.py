@@ -9,6 +9,10 @@ Needs only torch, transformers, tokenizers, pydantic and numpy::
     logprobs, entropy, mask = policy.token_logprobs([prompt], [choice.response_ids], with_entropy=True)
 """
 
+from proxmo.extras import require
+
+require("train", "the policy (proxmo.policy)", ["torch", "transformers", "tokenizers"])
+
 from proxmo.policy.config import ModelConfig
 from proxmo.policy.model import build_tiny_tokenizer, load_policy_model
 from proxmo.policy.policy import Choice, Policy

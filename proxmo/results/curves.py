@@ -23,6 +23,9 @@ def evaluation_curves(records: Iterable[Mapping[str, Any]]) -> Dict[str, Curve]:
 
 
 def _pyplot():
+    from proxmo.extras import require
+
+    require("train", "learning-curve plots", ["matplotlib"])
     import matplotlib
 
     matplotlib.use("Agg")
