@@ -59,7 +59,7 @@ def test_the_stack_has_every_service_with_a_health_check_and_no_credentials():
 
     connections = [line for line in text.splitlines() if "@postgres:" in line]
     assert connections and all("${POSTGRES_PASSWORD:?" in line for line in connections), connections
-    keys = re.findall(r"PASSWORD:\s*(\S+)", text)
+    keys = re.findall(r"^\s*\w*PASSWORD:\s*(\S+)", text, re.M)
     assert keys and all(value.startswith("${POSTGRES_PASSWORD:?") for value in keys), keys
     assert "POSTGRES_PASSWORD=\n" in (DOCKER / ".env.example").read_text()  # an example, with no value
     assert not (DOCKER / ".env").exists() or ".env" in (DOCKER.parent / ".gitignore").read_text()
