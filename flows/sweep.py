@@ -196,6 +196,7 @@ def _tell(study, trial, jobs, seeds: List[int], objective: str, logger) -> None:
         return
     values = {str(s): objective_value(summary, objective) for s, summary in zip(seeds, summaries)}
     trial.set_user_attr("values", values)
+    trial.set_user_attr("ray_nodes", [job.result().get("ray_node") for job in jobs])  # where its jobs trained
     value = sum(values.values()) / len(values)
     study.tell(trial, value)
     logger.info("trial %d: %s -> %.3f (per seed %s)", trial.number, trial.params, value, values)

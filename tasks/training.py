@@ -100,7 +100,17 @@ def _job_summary(config: Mapping[str, Any], run_dir: Path, summary: Mapping[str,
         "checkpoint": summary.get("checkpoint"),
         "summary": dict(summary),
         "pid": os.getpid(),  # which process ran (or found) the job: a Ray worker or this one
+        "ray_node": _ray_node(),  # and on which Ray node (None outside Ray)
     }
+
+
+def _ray_node() -> Optional[str]:
+    import sys
+
+    ray = sys.modules.get("ray")  # imported only where the job runs as a Ray task
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
 
 
 def _named_run_dir(config: Mapping[str, Any]) -> Optional[Path]:
