@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
@@ -91,10 +92,10 @@ def sweep_flow(
     scores the mean of their objectives, so a trial's value is not one seed's luck. Trials run
     ``concurrency`` at a time (side by side with ``launcher=ray``); each reports its
     evaluations to the study, whose pruner (``median``, ``none``, ``threshold:<lower>``) may stop it
-    early (PRUNED); a trial whose job fails is
-    recorded as FAIL and the study goes on. The study lives in ``storage`` (default SQLite
-    ``optuna.db`` in the project; any RDB URL works) and is loaded if it exists, so running the flow
-    again continues it. Every trial is an MLflow run nested under the study's parent run.
+    early (PRUNED); a trial whose job fails is recorded as FAIL and the study goes on. The study lives
+    in ``storage`` (default ``PROXMO_OPTUNA_STORAGE``, else SQLite ``optuna.db`` in the project; any RDB
+    URL works) and is loaded if it exists, so running the flow again continues it. Every trial is an
+    MLflow run nested under the study's parent run.
     """
     import optuna
 
@@ -111,7 +112,7 @@ def sweep_flow(
     overrides = list(overrides or [])
     # Every setting is checked before the first trial: the config at the low end of every range.
     _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
-    storage = storage or DEFAULT_STORAGE
+    storage = storage or os.environ.get("PROXMO_OPTUNA_STORAGE") or DEFAULT_STORAGE
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, n_trials)),

@@ -177,7 +177,7 @@ def _on_ray(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]], num_g
 
     started = False
     if not ray.is_initialized():
-        if ray_address:
+        if ray_address or os.environ.get("RAY_ADDRESS"):  # a cluster
             ray.init(address=ray_address)
         else:
             ray.init(num_cpus=2, include_dashboard=False)
