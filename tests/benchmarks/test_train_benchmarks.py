@@ -32,3 +32,13 @@ def test_alfworld_learning_benchmark_smoke(capsys):
     assert module.main(["--seeds", "0", "1", "--", *TINY_ALFWORLD]) == 0
     out = capsys.readouterr().out
     assert "| 0 |" in out and "| 1 |" in out and "mean gain over 2 seeds" in out and "95% CI" in out
+
+
+def test_dashboard_benchmark_runs_on_a_small_store():
+    import os
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    result = _load("dashboard").main(["--runs", "3", "--seeds", "2", "--trials", "4"])
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before
+    assert result["runs"] == 1 + 4 + 1 + 4 + 3 + 1
+    assert all(result[key] >= 0 for key in result if key.endswith("_s"))
