@@ -62,6 +62,11 @@ class ModelConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
+    logprob_chunk_tokens: int = Field(
+        0, ge=0, description="Token log-probs and entropy over this many response tokens at a time, recomputed in "
+        "the backward pass, so no [batch, response, vocabulary] float32 tensor exists (0: all at once). Needs "
+        "logits = output embedding(last hidden state), true of Llama, Qwen and most causal LMs.",
+    )
 
     @field_validator("device")
     @classmethod

@@ -385,18 +385,21 @@ class Policy:
         if width == 0:
             empty = mask.new_zeros(mask.shape)
             return empty, (empty.clone() if with_entropy else None), mask
+        chunk = self.config.logprob_chunk_tokens
+        if chunk:
+            with self.compute():
+                hidden = self._response_logits(prompt_ids, response_ids, width, hidden_only=True)
+            logprobs, entropy = chunked_token_stats(hidden, self.model.get_output_embeddings(), targets, temperature,
+                                                    with_entropy, chunk, self.compute)
+            return logprobs * mask, (entropy * mask if with_entropy else None), mask
         with self.compute():
             logits = self._response_logits(prompt_ids, response_ids, width)
-        logits = logits.float() / temperature
-        logp_all = F.log_softmax(logits, dim=-1)
-        logprobs = logp_all.gather(-1, targets[..., None]).squeeze(-1) * mask
-        entropy = None
-        if with_entropy:
-            entropy = -(logp_all.exp() * logp_all).sum(-1) * mask
-        return logprobs, entropy, mask
+        logprobs, entropy = _token_stats(logits, targets, temperature, with_entropy)
+        return logprobs * mask, (entropy * mask if with_entropy else None), mask
 
-    def _response_logits(self, prompt_ids, response_ids, width: int) -> Tensor:
-        """Logits [B, width, V] predicting each response token.
+    def _response_logits(self, prompt_ids, response_ids, width: int, hidden_only: bool = False) -> Tensor:
+        """Logits [B, width, V] predicting each response token (``hidden_only``: the last hidden states
+        [B, width, H] they are projected from).
 
         Prompts are left-padded and responses right-padded, so that every response starts in the same
         column: the logits needed are then the last ``width`` columns for all rows, and the model's
@@ -412,6 +415,10 @@ class Policy:
         inputs = torch.tensor(rows, device=self.device)[:, :-1]
         attention_mask = torch.tensor(attention, device=self.device)[:, :-1]
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        if hidden_only:
+            out = self.model.get_decoder()(input_ids=inputs, attention_mask=attention_mask, position_ids=positions,
+                                           use_cache=False)
+            return out.last_hidden_state[:, -width:]
         out = self.model(
             input_ids=inputs,
             attention_mask=attention_mask,
@@ -642,3 +649,43 @@ def _eval_mode(model) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def _token_stats(logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool):
+    """Log-prob of each target and (optionally) the entropy, from logits [..., V], in float32."""
+    logp_all = F.log_softmax(logits.float() / temperature, dim=-1)
+    logprobs = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logprobs, entropy
+
+
+def chunked_token_stats(hidden: Tensor, head: torch.nn.Module, targets: Tensor, temperature: float,
+                        with_entropy: bool, chunk_tokens: int, compute: Callable[[], ContextManager] = nullcontext):
+    """:func:`_token_stats` of ``head(hidden)`` over ``chunk_tokens`` tokens at a time.
+
+    Each chunk's logits exist only while it is computed: under autograd the chunk is checkpointed, so the
+    backward pass recomputes its logits instead of keeping them. Peak memory is one [chunk, V] float32 block
+    (a few of them in the backward) instead of [B, R, V]. ``compute`` is the autocast context of the head.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    shape = targets.shape
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_targets = targets.reshape(-1)
+
+    def stats(h: Tensor, t: Tensor):
+        with compute():
+            logits = head(h)
+        logprobs, entropy = _token_stats(logits, t, temperature, with_entropy)
+        return logprobs, (entropy if entropy is not None else torch.zeros_like(logprobs))
+
+    parts_lp, parts_ent = [], []
+    for start in range(0, flat_targets.numel(), chunk_tokens):
+        h, t = flat_hidden[start:start + chunk_tokens], flat_targets[start:start + chunk_tokens]
+        if torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters())):
+            logprobs, entropy = checkpoint(stats, h, t, use_reentrant=False)
+        else:
+            logprobs, entropy = stats(h, t)
+        parts_lp.append(logprobs)
+        parts_ent.append(entropy)
+    return torch.cat(parts_lp).reshape(shape), (torch.cat(parts_ent).reshape(shape) if with_entropy else None)

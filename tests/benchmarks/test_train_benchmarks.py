@@ -42,3 +42,8 @@ def test_dashboard_benchmark_runs_on_a_small_store():
     assert os.environ.get("MLFLOW_TRACKING_URI") == before
     assert result["runs"] == 1 + 4 + 1 + 4 + 3 + 1
     assert all(result[key] >= 0 for key in result if key.endswith("_s"))
+
+
+def test_logprob_memory_benchmark_smoke():
+    rows = _load("logprob_memory").main(["--vocab", "2000", "--batch", "2", "--response", "16", "--chunks", "0", "8"])
+    assert [row["chunk"] for row in rows] == [0, 8] and all(row["extra_mib"] >= 0 for row in rows)

@@ -397,3 +397,25 @@ def test_packed_and_cached_candidate_scoring_agree(policy, monkeypatch):
     cached = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
     for a, b in zip(packed, cached):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 10_000])
+def test_chunked_token_logprobs_equal_the_full_ones_with_their_gradients(chunk):
+    from proxmo.policy import ModelConfig, Policy
+    from tests.proxmo.policy.conftest import CORPUS, SMALL
+
+    def run(chunk_tokens):
+        policy = Policy.from_config(ModelConfig(**SMALL, logprob_chunk_tokens=chunk_tokens), CORPUS)
+        prompts = prompts_of(policy)
+        responses = [policy.encode_response(a) for a in ("take apple 1 from countertop 2", "look", "")]
+        logprobs, entropy, mask = policy.token_logprobs(prompts, responses, temperature=0.7, with_entropy=True)
+        ((logprobs + 0.01 * entropy) * mask).sum().backward()
+        grads = [p.grad.clone() for p in policy.model.parameters() if p.grad is not None]
+        return logprobs.detach(), entropy.detach(), mask, grads
+
+    full, chunked = run(0), run(chunk)
+    for a, b in zip(full[:3], chunked[:3]):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    assert len(full[3]) == len(chunked[3]) > 0
+    for a, b in zip(full[3], chunked[3]):  # the same update follows
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
