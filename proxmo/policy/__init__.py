@@ -15,7 +15,7 @@ require("train", "the policy (proxmo.policy)", ["torch", "transformers", "tokeni
 
 from proxmo.policy.config import ModelConfig
 from proxmo.policy.model import build_tiny_tokenizer, load_policy_model
-from proxmo.policy.policy import Choice, Policy
+from proxmo.policy.policy import AdaptersOff, Choice, Policy
 from proxmo.policy.uniform import UniformPolicy
 
-__all__ = ["Choice", "ModelConfig", "Policy", "UniformPolicy", "build_tiny_tokenizer", "load_policy_model"]
+__all__ = ["AdaptersOff", "Choice", "ModelConfig", "Policy", "UniformPolicy", "build_tiny_tokenizer", "load_policy_model"]

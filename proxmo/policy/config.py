@@ -62,6 +62,20 @@ class ModelConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
+    lora_rank: int = Field(
+        0, ge=0, description="LoRA adapters of this rank on the projections in lora_targets; only they train and the "
+        "KL reference is the same model with them switched off (0: full fine-tuning). Needs peft.",
+    )
+    lora_alpha: float = Field(32.0, gt=0, description="LoRA scaling numerator (the update is scaled by alpha / rank).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA inputs.")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Module names that get LoRA adapters (Llama and Qwen names).",
+    )
+    adapter: Optional[str] = Field(
+        None, description="A saved LoRA adapter (a checkpoint's model folder) to load on the model and train on "
+        "(set by resume; needs lora_rank > 0).",
+    )
     logprob_chunk_tokens: int = Field(
         0, ge=0, description="Token log-probs and entropy over this many response tokens at a time, recomputed in "
         "the backward pass, so no [batch, response, vocabulary] float32 tensor exists (0: all at once). Needs "
@@ -81,6 +95,8 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
+        if self.adapter and not self.lora_rank:
+            raise ValueError("model.adapter: a LoRA adapter needs model.lora_rank > 0")
         if self.kind in ("hf", "gguf") and not self.path:
             raise ValueError(f"model.path: required when kind={self.kind!r} (a folder, hub id or .gguf file)")
         if self.hidden_size % self.num_heads:

@@ -88,7 +88,26 @@ def load_policy_model(
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works without inputs that require grad (embeddings may be frozen).
         model.activation_checkpointing_enable({"use_reentrant": False})
+    if config.lora_rank:
+        model = _with_lora(model, config)
     return model, tokenizer, compute_dtype
+
+
+def _with_lora(model, config: ModelConfig):
+    """``model`` with LoRA adapters (new, or the saved ``config.adapter``); only the adapters require grad."""
+    from proxmo.extras import require
+
+    require("train", "LoRA (model.lora_rank)", ["peft"])
+    import peft
+
+    if config.adapter:
+        return peft.PeftModel.from_pretrained(model, config.adapter, is_trainable=True)
+    lora = peft.LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                           target_modules=list(config.lora_targets), task_type="CAUSAL_LM")
+    try:
+        return peft.get_peft_model(model, lora)
+    except ValueError as error:  # e.g. none of the target modules exist in this architecture
+        raise ValueError(f"model.lora_targets: {error}") from None
 
 
 def _build_tiny(config: ModelConfig, corpus: Sequence[str]):

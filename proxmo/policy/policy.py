@@ -689,3 +689,23 @@ def chunked_token_stats(hidden: Tensor, head: torch.nn.Module, targets: Tensor, 
         parts_lp.append(logprobs)
         parts_ent.append(entropy)
     return torch.cat(parts_lp).reshape(shape), (torch.cat(parts_ent).reshape(shape) if with_entropy else None)
+
+
+class AdaptersOff:
+    """The policy with its LoRA adapters switched off, that is the model it started from, without a copy: the
+    KL reference of a LoRA run. Scoring goes through the policy's own methods; everything else is the policy's."""
+
+    def __init__(self, policy: "Policy"):
+        self.policy = policy
+
+    def __getattr__(self, name: str):
+        return getattr(self.policy, name)
+
+    def token_logprobs(self, *args, **kwargs):
+        with torch.no_grad(), self.policy.model.disable_adapter():
+            return self.policy.token_logprobs(*args, **kwargs)
+
+    def candidate_logprobs(self, *args, **kwargs):
+        with torch.no_grad(), self.policy.model.disable_adapter():
+            return self.policy.candidate_logprobs(*args, **kwargs)
+

@@ -30,7 +30,7 @@ import torch
 
 import envs
 from proxmo.advantage import compute_advantages
-from proxmo.policy import ModelConfig, Policy, UniformPolicy
+from proxmo.policy import AdaptersOff, ModelConfig, Policy, UniformPolicy
 from proxmo.policy.model import check_model_path
 from proxmo.rollout import Rollout, RolloutSettings, collect
 from proxmo.rollout.prompts import ANSWER
@@ -249,11 +249,18 @@ class Trainer:
         config = self.config
         model = model_config_of(config)
         reference_dir = self.run_dir / "reference"
+        corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if model.kind == "tiny" and not resume else ()
+        if model.lora_rank and model.kind == "tiny":  # LoRA trains on a base that exists only in this run: keep it
+            base = self.run_dir / "base"
+            if not resume:
+                Policy.from_config(model.model_copy(update={"lora_rank": 0}), corpus).save(base)
+            model = model.model_copy(update={"kind": "hf", "path": str(base)})
         if resume:
             policy = Policy.from_config(_saved_model_config(model, resume / "model"))
         else:
-            corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if model.kind == "tiny" else ()
             policy = Policy.from_config(model, corpus)
+        if model.lora_rank:  # the KL reference is the same model with its adapters off: no copy
+            return policy, (AdaptersOff(policy) if config.optim.kl_coef > 0 else None)
         reference = None
         if config.optim.kl_coef > 0:  # the KL reference is the initial policy
             if not resume:
@@ -540,6 +547,9 @@ def _resume_path(resume: Optional[str]) -> Optional[Path]:
 
 
 def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
+    """The config that loads a checkpoint's model folder: the whole model, or with LoRA the adapter on its base."""
+    if model.lora_rank:
+        return model.model_copy(update={"adapter": str(folder)})
     return model.model_copy(update={"kind": "hf", "path": str(folder), "gguf_file": None})
 
 

@@ -287,3 +287,44 @@ def test_the_evaluation_key_names_the_tasks_not_where_they_live(tmp_path):
     assert key("a") != key("a", tasks=2)
     assert key("a") != key("a", temperature=1.0)
     assert key("a") != key("a", episodes_per_task=2)
+
+
+def test_lora_trains_only_the_adapters_keeps_the_base_as_reference_and_resumes_exactly(tmp_path):
+    from proxmo.policy import AdaptersOff
+    from proxmo.train.job import Trainer
+
+    def config(name, iterations, resume=None):
+        data = _webshop(tmp_path, iterations=iterations, save_every=1, keep_checkpoints=5, name=name, resume=resume)
+        data["model"] = {**data["model"], "lora_rank": 4, "lora_targets": ["q_proj", "v_proj"]}
+        data["optim"] = {**data["optim"], "kl_coef": 0.1}
+        data["rollout"] = {**data["rollout"], "action_mode": "generate"}
+        return build_config(data)
+
+    trainer = Trainer(config("lora", 3), progress=False)
+    named = dict(trainer.policy.model.named_parameters())
+    trainable = sorted(n for n, p in named.items() if p.requires_grad)
+    assert trainable and all("lora_" in n for n in trainable)
+    assert isinstance(trainer.reference, AdaptersOff)
+    frozen = {n: p.detach().clone() for n, p in named.items() if not p.requires_grad}
+    adapters = {n: named[n].detach().clone() for n in trainable}
+    prompt, response = trainer.policy.encode_prompt("find a red shirt"), trainer.policy.encode_response("search[shirt]")
+    with torch.no_grad():
+        initial, _, _ = trainer.policy.token_logprobs([prompt], [response])
+    result = trainer.run()
+    named = dict(trainer.policy.model.named_parameters())
+    assert all(torch.equal(named[n], p) for n, p in frozen.items())  # the base did not move
+    assert any(not torch.equal(named[n], p) for n, p in adapters.items())  # the adapters did
+    with torch.no_grad():
+        reference, _, _ = trainer.reference.token_logprobs([prompt], [response])
+        now, _, _ = trainer.policy.token_logprobs([prompt], [response])
+    torch.testing.assert_close(reference, initial, atol=1e-6, rtol=0)  # adapters off: the starting model
+    assert not torch.allclose(now, initial)
+    assert (result.checkpoint / "model" / "adapter_model.safetensors").is_file()  # only the adapter is saved
+    assert not (result.checkpoint / "model" / "model.safetensors").exists()
+
+    straight = _by_step(result.run_dir)
+    resumed = train(config("lora", 3, resume=str(result.run_dir / "checkpoints" / "iter_000001")), progress=False)
+    assert len(resumed.history) == 2 and resumed.iterations == 3  # iterations 2 and 3 trained again
+    for step, replayed in zip((2, 3), resumed.history):  # ... to the same numbers
+        same = [k for k in replayed if not k.startswith("timing/")]
+        assert same and {k: replayed[k] for k in same} == {k: straight[step][k] for k in same}, step
