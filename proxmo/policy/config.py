@@ -62,6 +62,10 @@ class ModelConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
+    random_weights: bool = Field(
+        False, description="hf only: the architecture of path's config.json with random weights instead of trained "
+        "ones (speed and memory checks at a real model's shape without its weights).",
+    )
     lora_rank: int = Field(
         0, ge=0, description="LoRA adapters of this rank on the projections in lora_targets; only they train and the "
         "KL reference is the same model with them switched off (0: full fine-tuning). Needs peft.",

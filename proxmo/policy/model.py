@@ -87,7 +87,9 @@ def load_policy_model(
     model.config.use_cache = True
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works without inputs that require grad (embeddings may be frozen).
-        model.activation_checkpointing_enable({"use_reentrant": False})
+        # transformers >= 5.2x calls it activation checkpointing; older 5.x (e.g. 5.17) gradient checkpointing.
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable({"use_reentrant": False})
     if config.lora_rank:
         model = _with_lora(model, config)
     return model, tokenizer, compute_dtype
@@ -142,7 +144,13 @@ def _load_hf(config: ModelConfig):
     _check_hf_path(path)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=config.dtype)
+        if config.random_weights:
+            architecture = transformers.AutoConfig.from_pretrained(path)
+            with torch.random.fork_rng(devices=[]):  # the same seed gives the same weights, the caller's RNG untouched
+                torch.manual_seed(config.seed if config.seed is not None else 0)
+                model = transformers.AutoModelForCausalLM.from_config(architecture, dtype=config.torch_dtype())
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=config.dtype)
     except OSError as err:
         raise FileNotFoundError(
             f"model.path: {path!r} could not be loaded as a local folder or hub model: {err}"
