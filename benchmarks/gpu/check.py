@@ -79,7 +79,8 @@ def job_config(args, model_folder: Path, estimator: str, out: Path, cuda: bool, 
     model = {"kind": "hf", "path": str(model_folder), "random_weights": True, "dtype": "bfloat16" if cuda else "float32",
              "device": "cuda" if cuda else "cpu", "gradient_checkpointing": True,
              "logprob_chunk_tokens": args.logprob_chunk, "max_prompt_tokens": args.prompt_tokens,
-             "max_response_tokens": args.response_tokens}
+             "max_response_tokens": args.response_tokens, "generation_cache": args.generation_cache,
+             "compile_decode": args.compile}
     if memory_only:
         model.update(lora_rank=args.lora_rank)
     return {
@@ -158,6 +159,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--logprob-chunk", type=int, default=512)
     parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--generation-cache", choices=["static", "dynamic"], default="static")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="compile the decoding step (CUDA graphs); try it as a second run")
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                         help="one small iteration at --memory-shape with LoRA, for peak memory (default: on a GPU)")
     parser.add_argument("--memory-shape", choices=["7b", "tiny"], default="7b")
@@ -176,6 +180,7 @@ def main(argv=None) -> dict:
               "settings": (f"shape {args.shape}, {args.groups} groups x {args.group_size}, up to {args.max_steps} "
                            f"steps, responses <= {args.response_tokens} tokens, prompts <= {args.prompt_tokens}, "
                            f"micro-batch {args.micro_batch}, log-prob chunks {args.logprob_chunk}, "
+                           f"{args.generation_cache} KV cache{', compiled decoding' if args.compile else ''}, "
                            f"gradient checkpointing, {'bf16 over fp32 masters' if cuda else 'fp32'}")}
     model_folder = write_model_folder(out / f"model-{args.shape}", args.shape)
     for estimator in args.estimators:

@@ -62,6 +62,14 @@ class ModelConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
+    generation_cache: Literal["dynamic", "static"] = Field(
+        "dynamic", description="KV cache of free-form generation: dynamic (grows each token) or static (allocated "
+        "once for prompt + max_response_tokens; fixed shapes, what compiled decoding needs). The same samples.",
+    )
+    compile_decode: bool = Field(
+        False, description="With generation_cache=static on CUDA: compile the one-token decoding step "
+        "(torch.compile, CUDA graphs). Ignored elsewhere.",
+    )
     random_weights: bool = Field(
         False, description="hf only: the architecture of path's config.json with random weights instead of trained "
         "ones (speed and memory checks at a real model's shape without its weights).",

@@ -332,6 +332,8 @@ class Policy:
         ]
 
     def _sample_loop(self, prompt_ids, temperature, generator, cap: int) -> list[list[int]]:
+        if self.config.generation_cache == "static":
+            return self._sample_loop_static(prompt_ids, temperature, generator, cap)
         inputs, attention = _pad_left(prompt_ids, self.pad_id, self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
@@ -359,6 +361,53 @@ class Policy:
             )
             next_position = next_position + 1
         return responses
+
+    def _sample_loop_static(self, prompt_ids, temperature, generator, cap: int) -> list[list[int]]:
+        """:meth:`_sample_loop` over a static KV cache: every tensor keeps its shape from the first decoding step to
+        the last (the attention mask spans prompt + cap from the start; the causal mask hides the slots not
+        written yet), so the one-token step can be compiled once (CUDA graphs). Finished rows are tracked on the
+        device and checked every few tokens, not synchronised after each one. The samples are those of the
+        dynamic cache: the same logits, the same draws."""
+        from transformers import StaticCache
+
+        inputs, attention = _pad_left(prompt_ids, self.pad_id, self.device)
+        rows, width = inputs.shape
+        cache = StaticCache(config=self.model.config, max_cache_len=width + cap)
+        mask = torch.cat([attention, attention.new_ones(rows, cap)], dim=-1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=inputs, attention_mask=mask[:, :width], position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1,
+                         cache_position=torch.arange(width, device=self.device))
+        step_fn = self._decode_step()
+        stops = torch.tensor(sorted(self.stop_ids), device=self.device)
+        tokens_so_far = []
+        done = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        next_position = positions[:, -1:] + 1
+        logits = out.logits[:, -1]
+        for step in range(cap):
+            tokens = _sample(logits, temperature, generator)
+            tokens_so_far.append(torch.where(done, torch.full_like(tokens, -1), tokens))
+            done = done | torch.isin(tokens, stops)
+            if step == cap - 1 or ((step + 1) % 8 == 0 and bool(done.all())):
+                break
+            logits = step_fn(tokens[:, None], mask, next_position, cache,
+                             torch.tensor([width + step], device=self.device))
+            next_position = next_position + 1
+        table = torch.stack(tokens_so_far, dim=1).tolist()
+        return [[t for t in row if t >= 0] for row in table]
+
+    def _decode_step(self):
+        """One token for every row over the static cache: the model's forward, compiled on CUDA when asked."""
+        def step(tokens, mask, position, cache, cache_position):
+            out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=cache,
+                             use_cache=True, cache_position=cache_position)
+            return out.logits[:, -1]
+
+        if self.config.compile_decode and self.device.type == "cuda":
+            if getattr(self, "_compiled_step", None) is None:
+                self._compiled_step = torch.compile(step, mode="reduce-overhead", fullgraph=False)
+            return self._compiled_step
+        return step
 
     # ----------------------------------------------------------------- training
 

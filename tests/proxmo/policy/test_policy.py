@@ -419,3 +419,24 @@ def test_chunked_token_logprobs_equal_the_full_ones_with_their_gradients(chunk):
     assert len(full[3]) == len(chunked[3]) > 0
     for a, b in zip(full[3], chunked[3]):  # the same update follows
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_static_cache_generation_gives_the_same_tokens_as_the_dynamic_one(temperature):
+    from proxmo.policy import ModelConfig, Policy
+    from tests.proxmo.policy.conftest import CORPUS, SMALL
+
+    texts = ("open fridge 1", "go to cabinet 1 and take the apple", "look", "take apple 1 from countertop 2")
+    results = {}
+    for cache in ("dynamic", "static"):
+        policy = Policy.from_config(ModelConfig(**SMALL, generation_cache=cache, max_response_tokens=40), CORPUS)
+        prompts = [policy.encode_prompt(t) for t in texts]
+        if cache == "dynamic":  # stop tokens that this untrained model does emit, so rows end at different times
+            first = policy.generate(prompts, temperature, torch.Generator().manual_seed(5))
+            common = sorted({t for c in first for t in c.response_ids[3:]})[:3]
+        policy.stop_ids = frozenset(common)
+        results[cache] = [c.response_ids for c in policy.generate(prompts, temperature,
+                                                                  torch.Generator().manual_seed(5))]
+    assert results["static"] == results["dynamic"]
+    assert len({len(r) for r in results["dynamic"]}) > 1 or temperature == 0.0  # rows stopped at different steps
+    assert any(len(r) < 40 for r in results["dynamic"])
