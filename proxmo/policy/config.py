@@ -62,6 +62,12 @@ class ModelConfig(BaseModel):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
+    rollout_backend: Literal["hf", "vllm"] = Field(
+        "hf", description="Who samples free-form responses: the Hugging Face model itself, or a vLLM engine (CUDA "
+        "only) that gets the trainer's weights after every update. Needs kind=hf.",
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.35, gt=0, lt=1, description="rollout_backend=vllm: the share of GPU memory the vLLM engine may take.")
     generation_cache: Literal["dynamic", "static"] = Field(
         "dynamic", description="KV cache of free-form generation: dynamic (grows each token) or static (allocated "
         "once for prompt + max_response_tokens; fixed shapes, what compiled decoding needs). The same samples.",
@@ -109,6 +115,9 @@ class ModelConfig(BaseModel):
     def _check(self) -> "ModelConfig":
         if self.adapter and not self.lora_rank:
             raise ValueError("model.adapter: a LoRA adapter needs model.lora_rank > 0")
+        if self.rollout_backend == "vllm" and (self.kind != "hf" or self.random_weights):
+            raise ValueError("model.rollout_backend: vllm loads a Hugging Face folder with weights "
+                             f"(kind=hf without random_weights), got kind={self.kind!r}")
         if self.kind in ("hf", "gguf") and not self.path:
             raise ValueError(f"model.path: required when kind={self.kind!r} (a folder, hub id or .gguf file)")
         if self.hidden_size % self.num_heads:

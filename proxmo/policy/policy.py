@@ -323,13 +323,35 @@ class Policy:
         for i, prompt in enumerate(prompt_ids):
             _check_prompt(i, prompt)
         responses: list[list[int]] = []
-        with _eval_mode(self.model), self.compute():
-            for rows in _row_chunks(prompt_ids, GENERATE_TOKEN_BUDGET):
-                responses.extend(self._sample_loop(rows, temperature, generator, cap))
+        if self.config.rollout_backend == "vllm":
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+            responses = self._vllm().generate(prompt_ids, temperature, cap, self.stop_ids, seed)
+        else:
+            with _eval_mode(self.model), self.compute():
+                for rows in _row_chunks(prompt_ids, GENERATE_TOKEN_BUDGET):
+                    responses.extend(self._sample_loop(rows, temperature, generator, cap))
         return [
             Choice(index=-1, text=self.tokenizer.decode(ids, skip_special_tokens=True), response_ids=ids)
             for ids in responses
         ]
+
+    def _vllm(self):
+        """The vLLM engine of ``rollout_backend=vllm``, built on first use with the trainer's current weights."""
+        if getattr(self, "_sampler", None) is None:
+            from proxmo.policy.vllm_backend import VllmSampler
+
+            c = self.config
+            self._sampler = VllmSampler(str(c.path), c.dtype, c.vllm_gpu_memory_utilization,
+                                        c.max_prompt_tokens + c.max_response_tokens, c.seed or 0)
+            self.sync_rollout_weights()
+        return self._sampler
+
+    def sync_rollout_weights(self) -> None:
+        """After an update: give a separate rollout engine (vLLM) the trained weights; nothing to do otherwise."""
+        if getattr(self, "_sampler", None) is not None:
+            from proxmo.policy.vllm_backend import trainer_weights
+
+            self._sampler.load_weights(trainer_weights(self.model, self.compute_dtype))
 
     def _sample_loop(self, prompt_ids, temperature, generator, cap: int) -> list[list[int]]:
         if self.config.generation_cache == "static":

@@ -330,6 +330,7 @@ class Trainer:
                 ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
         with timings("update"):
             update_stats = ppo_update(self.policy, self.optimizer, sequences, advantages, old, ref, c.optim, self.generator)
+            self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
         total = time.perf_counter() - start
         metrics.update({metric_key("actor", k): v for k, v in update_stats.items()})
         metrics.update({metric_key("adv", k): v for k, v in result.diagnostics.items()})

@@ -440,3 +440,46 @@ def test_static_cache_generation_gives_the_same_tokens_as_the_dynamic_one(temper
     assert results["static"] == results["dynamic"]
     assert len({len(r) for r in results["dynamic"]}) > 1 or temperature == 0.0  # rows stopped at different steps
     assert any(len(r) < 40 for r in results["dynamic"])
+
+
+def test_the_vllm_backend_is_checked_and_says_what_it_needs():
+    import importlib.util
+
+    from proxmo.policy import ModelConfig, Policy
+    from tests.proxmo.policy.conftest import CORPUS, SMALL
+
+    with pytest.raises(ValueError, match="rollout_backend: vllm loads a Hugging Face folder"):
+        ModelConfig(**SMALL, rollout_backend="vllm")
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: the missing-package message cannot be seen")
+    policy = Policy.from_config(ModelConfig(**SMALL), CORPUS)
+    policy.config = policy.config.model_copy(update={"rollout_backend": "vllm", "kind": "hf", "path": "/nowhere"})
+    with pytest.raises(ImportError, match="needs the 'vllm' package.*rollout_backend=hf"):
+        policy.generate([policy.encode_prompt("look")], 1.0, torch.Generator().manual_seed(0))
+    policy.sync_rollout_weights()  # no engine yet: nothing to send
+
+
+def test_the_weights_a_rollout_engine_gets_are_the_merged_model_under_its_own_names():
+    from proxmo.policy import ModelConfig, Policy
+    from proxmo.policy.vllm_backend import trainer_weights
+    from tests.proxmo.policy.conftest import CORPUS, SMALL
+
+    plain = Policy.from_config(ModelConfig(**SMALL), CORPUS)
+    names = set(plain.model.state_dict())
+    assert {name for name, _ in trainer_weights(plain.model, None)} == names
+    lora = Policy.from_config(ModelConfig(**SMALL, lora_rank=2, lora_targets=["q_proj"]), CORPUS)
+    with torch.no_grad():  # a trained adapter: B no longer zero
+        for name, parameter in lora.model.named_parameters():
+            if "lora_B" in name:
+                parameter.fill_(0.5)
+    sent = dict(trainer_weights(lora.model, torch.bfloat16))
+    assert set(sent) == names and all(t.dtype == torch.bfloat16 for t in sent.values() if t.is_floating_point())
+    q = "model.layers.0.self_attn.q_proj.weight"
+    base = lora.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer.weight
+    assert not torch.allclose(sent[q].float(), base.bfloat16().float())  # the adapter is merged in
+    with torch.no_grad():
+        prompt, response = lora.encode_prompt("look"), lora.encode_response("open fridge 1")
+        before, _, _ = lora.token_logprobs([prompt], [response])
+        trainer_weights(lora.model, None)
+        after, _, _ = lora.token_logprobs([prompt], [response])
+    torch.testing.assert_close(after, before)  # reading the merged weights leaves the adapter as it was
