@@ -363,17 +363,24 @@ class Policy:
         )
         cache, next_position = out.past_key_values, positions[:, -1:] + 1
         responses: list[list[int]] = [[] for _ in prompt_ids]
-        done = [False] * len(prompt_ids)
+        active = list(range(len(prompt_ids)))  # the prompt each batch row belongs to
         for step in range(cap):
-            tokens = _sample(out.logits[:, -1], temperature, generator)
-            for row, token in enumerate(tokens.tolist()):
-                if not done[row]:
-                    responses[row].append(token)
-                    done[row] = token in self.stop_ids
-            if all(done) or step == cap - 1:
+            # Every prompt's uniform is drawn each step, finished or not: the samples do not depend on which
+            # rows are still decoding (and equal those of the static cache, which decodes them all).
+            tokens = _sample(out.logits[:, -1], temperature, generator, rows=active, total=len(prompt_ids))
+            keep = []
+            for position, (row, token) in enumerate(zip(active, tokens.tolist())):
+                responses[row].append(token)
+                if token not in self.stop_ids:
+                    keep.append(position)
+            if not keep or step == cap - 1:
                 break
-            # Finished rows keep decoding (their tokens are ignored): a fixed batch shape keeps the cache simple.
-            attention = torch.cat([attention, attention.new_ones(len(prompt_ids), 1)], dim=-1)
+            if len(keep) < len(active):  # finished rows leave the batch, and their part of the cache with them
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                attention, next_position, tokens = attention[index], next_position[index], tokens[index]
+                active = [active[position] for position in keep]
+            attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=-1)
             out = self.model(
                 input_ids=tokens[:, None],
                 attention_mask=attention,
@@ -550,18 +557,23 @@ def _check_prompt(index: int, prompt: Sequence[int]) -> None:
         raise ValueError(f"prompt_ids[{index}]: empty prompt (a response needs at least one token of context)")
 
 
-def _sample(logits: Tensor, temperature: float, generator: Optional[torch.Generator]) -> Tensor:
+def _sample(logits: Tensor, temperature: float, generator: Optional[torch.Generator],
+            rows: Optional[Sequence[int]] = None, total: Optional[int] = None) -> Tensor:
     """One index per row of ``logits`` [N, V]: argmax when (near) greedy, else a draw from softmax(logits / t).
 
     The uniforms come from ``generator`` (on its own device, CPU usually), so a seed reproduces the draws
-    whichever device the model runs on; inverting the CDF turns them into indices.
+    whichever device the model runs on; inverting the CDF turns them into indices. With ``rows`` and
+    ``total``, ``total`` uniforms are drawn and row i of ``logits`` uses the one of ``rows[i]``: the same
+    draws as when all ``total`` rows are sampled.
     """
     if temperature <= GREEDY_TEMPERATURE:
         return logits.argmax(dim=-1)
     probs = F.softmax(logits.double() / temperature, dim=-1)
     cdf = probs.cumsum(dim=-1)
     rng_device = generator.device if generator is not None else torch.device("cpu")
-    uniforms = torch.rand(logits.shape[0], generator=generator, device=rng_device, dtype=torch.float64)
+    uniforms = torch.rand(total or logits.shape[0], generator=generator, device=rng_device, dtype=torch.float64)
+    if rows is not None:
+        uniforms = uniforms[torch.as_tensor(list(rows), device=rng_device)]
     targets = uniforms.to(logits.device)[:, None] * cdf[:, -1:]
     return torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp(max=logits.shape[-1] - 1)
 
