@@ -127,12 +127,30 @@ def run_job(data: dict, cuda: bool) -> dict:
     return {"build_s": built, "iterations": iterations, "parameters_changed": changed, "peak_gib": peak}
 
 
+def attempt(data: dict, cuda: bool) -> dict:
+    """:func:`run_job`, with a failure (out of memory, a missing feature) recorded instead of ending the check."""
+    import traceback
+
+    try:
+        return run_job(data, cuda)
+    except Exception as error:  # noqa: BLE001 - reported in the JSON and the table; the next run still goes
+        if cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+        return {"error": f"{type(error).__name__}: {error}"[:2000], "traceback": traceback.format_exc()[-6000:],
+                "iterations": [], "parameters_changed": None, "peak_gib": None}
+
+
 def table(report: dict) -> str:
     lines = [f"GPU check on {report['device']} (torch {report['torch']}, transformers {report['transformers']}); "
              f"{report['settings']}", "",
              "| run | iteration | s / iteration | rollout s | adv s | adv share | update s | ref log-prob s | "
              "gen tokens/s | update tokens/s | peak GiB | params changed |", "|" + "---|" * 12]
     for name, run in report["runs"].items():
+        if run.get("error"):
+            lines.append(f"| {name} | failed: {run['error'].splitlines()[0][:150]} |" + " |" * 10)
+            continue
         peak = "" if run["peak_gib"] is None else f"{run['peak_gib']:.1f}"
         for index, it in enumerate(run["iterations"], start=1):
             cell = lambda key, fmt="{:.2f}": fmt.format(it[key]) if it.get(key) is not None else ""  # noqa: E731
@@ -184,11 +202,11 @@ def main(argv=None) -> dict:
                            f"gradient checkpointing, {'bf16 over fp32 masters' if cuda else 'fp32'}")}
     model_folder = write_model_folder(out / f"model-{args.shape}", args.shape)
     for estimator in args.estimators:
-        report["runs"][f"{args.shape} {estimator}"] = run_job(job_config(args, model_folder, estimator, out, cuda), cuda)
+        report["runs"][f"{args.shape} {estimator}"] = attempt(job_config(args, model_folder, estimator, out, cuda), cuda)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2))  # what is done survives a timeout
     if args.memory if args.memory is not None else cuda:
         folder = write_model_folder(out / f"model-{args.memory_shape}", args.memory_shape)
-        report["runs"][f"{args.memory_shape} proxmo (LoRA {args.lora_rank}, memory)"] = run_job(
+        report["runs"][f"{args.memory_shape} proxmo (LoRA {args.lora_rank}, memory)"] = attempt(
             job_config(args, folder, "proxmo", out, cuda, memory_only=True), cuda)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     (out / "gpu_check.md").write_text(table(report))

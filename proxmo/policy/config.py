@@ -73,8 +73,8 @@ class ModelConfig(BaseModel):
         "once for prompt + max_response_tokens; fixed shapes, what compiled decoding needs). The same samples.",
     )
     compile_decode: bool = Field(
-        False, description="With generation_cache=static on CUDA: compile the one-token decoding step "
-        "(torch.compile, CUDA graphs). Ignored elsewhere.",
+        False, description="With generation_cache=static: compile the one-token decoding step (torch.compile; "
+        "CUDA graphs on CUDA). The first call compiles (tens of seconds), the next ones reuse it.",
     )
     random_weights: bool = Field(
         False, description="hf only: the architecture of path's config.json with random weights instead of trained "

@@ -426,15 +426,17 @@ class Policy:
         return [[t for t in row if t >= 0] for row in table]
 
     def _decode_step(self):
-        """One token for every row over the static cache: the model's forward, compiled on CUDA when asked."""
+        """One token for every row over the static cache: the model's forward, compiled when asked (compiled once:
+        every call has the same shapes)."""
         def step(tokens, mask, position, cache, cache_position):
             out = self.model(input_ids=tokens, attention_mask=mask, position_ids=position, past_key_values=cache,
                              use_cache=True, cache_position=cache_position)
             return out.logits[:, -1]
 
-        if self.config.compile_decode and self.device.type == "cuda":
-            if getattr(self, "_compiled_step", None) is None:
-                self._compiled_step = torch.compile(step, mode="reduce-overhead", fullgraph=False)
+        if self.config.compile_decode:
+            if getattr(self, "_compiled_step", None) is None:  # CUDA graphs on CUDA; fused kernels elsewhere
+                mode = "reduce-overhead" if self.device.type == "cuda" else None
+                self._compiled_step = torch.compile(step, mode=mode, fullgraph=False)
             return self._compiled_step
         return step
 

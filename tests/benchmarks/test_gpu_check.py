@@ -36,3 +36,13 @@ def test_the_shapes_are_qwen25s():
     shapes = _load().SHAPES
     assert shapes["1.5b"]["vocab_size"] == 151936 and shapes["1.5b"]["num_hidden_layers"] == 28
     assert shapes["7b"]["hidden_size"] == 3584 and shapes["7b"]["vocab_size"] == 152064
+
+
+def test_a_run_that_fails_is_recorded_and_the_check_goes_on(tmp_path):
+    check = _load()
+    report = check.main(["--shape", "tiny", "--groups", "2", "--group-size", "2", "--max-steps", "2",
+                         "--response-tokens", "8", "--prompt-tokens", "256", "--estimators", "no-such", "grpo",
+                         "--no-memory", "--out", str(tmp_path)])
+    assert "no-such" in report["runs"]["tiny no-such"]["error"]
+    assert report["runs"]["tiny grpo"]["parameters_changed"] is True
+    assert "| tiny no-such | failed:" in (tmp_path / "gpu_check.md").read_text()

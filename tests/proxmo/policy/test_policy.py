@@ -483,3 +483,22 @@ def test_the_weights_a_rollout_engine_gets_are_the_merged_model_under_its_own_na
         trainer_weights(lora.model, None)
         after, _, _ = lora.token_logprobs([prompt], [response])
     torch.testing.assert_close(after, before)  # reading the merged weights leaves the adapter as it was
+
+
+@pytest.mark.slow
+def test_compiled_decoding_gives_the_same_tokens_and_compiles_once():
+    from proxmo.policy import ModelConfig, Policy
+    from tests.proxmo.policy.conftest import CORPUS, SMALL
+
+    samples = {}
+    for compiled in (False, True):
+        policy = Policy.from_config(ModelConfig(**SMALL, generation_cache="static", compile_decode=compiled,
+                                                max_response_tokens=12), CORPUS)
+        prompts = [policy.encode_prompt(t) for t in ("open fridge 1", "go to cabinet 1 and take it", "look")]
+        samples[compiled] = [c.response_ids for c in policy.generate(prompts, 1.0, torch.Generator().manual_seed(2))]
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    again = [c.response_ids for c in policy.generate(prompts, 1.0, torch.Generator().manual_seed(2))]
+    assert samples[True] == samples[False] == again
+    assert graphs > 0 and counters["stats"]["unique_graphs"] == graphs  # the second call compiled nothing new
