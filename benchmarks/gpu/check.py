@@ -80,6 +80,7 @@ def job_config(args, model_folder: Path, estimator: str, out: Path, cuda: bool, 
              "device": "cuda" if cuda else "cpu", "gradient_checkpointing": True,
              "logprob_chunk_tokens": args.logprob_chunk, "max_prompt_tokens": args.prompt_tokens,
              "max_response_tokens": args.response_tokens, "generation_cache": args.generation_cache,
+             "generation_token_budget": args.groups * args.group_size * (args.prompt_tokens + args.response_tokens),
              "compile_decode": args.compile}
     if memory_only:
         model.update(lora_rank=args.lora_rank)

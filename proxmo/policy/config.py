@@ -68,6 +68,10 @@ class ModelConfig(BaseModel):
     )
     vllm_gpu_memory_utilization: float = Field(
         0.35, gt=0, lt=1, description="rollout_backend=vllm: the share of GPU memory the vLLM engine may take.")
+    generation_token_budget: int = Field(
+        65536, ge=1, description="Free-form generation decodes at most this many prompt tokens' rows together "
+        "(rows x longest prompt); more rows decode in turn. Raise it on a large GPU: one batch decodes fastest.",
+    )
     generation_cache: Literal["dynamic", "static"] = Field(
         "dynamic", description="KV cache of free-form generation: dynamic (grows each token) or static (allocated "
         "once for prompt + max_response_tokens; fixed shapes, what compiled decoding needs). The same samples.",

@@ -33,7 +33,6 @@ RESPONSE_CACHE_SIZE = 65536
 
 # `generate` decodes at most this many padded prompt tokens at once: the prefill's activations and
 # attention mask grow with rows x longest prompt. Chunks are consecutive rows, so a seed still reproduces.
-GENERATE_TOKEN_BUDGET = 65536
 
 
 @dataclass
@@ -328,7 +327,7 @@ class Policy:
             responses = self._vllm().generate(prompt_ids, temperature, cap, self.stop_ids, seed)
         else:
             with _eval_mode(self.model), self.compute():
-                for rows in _row_chunks(prompt_ids, GENERATE_TOKEN_BUDGET):
+                for rows in _row_chunks(prompt_ids, self.config.generation_token_budget):
                     responses.extend(self._sample_loop(rows, temperature, generator, cap))
         return [
             Choice(index=-1, text=self.tokenizer.decode(ids, skip_special_tokens=True), response_ids=ids)

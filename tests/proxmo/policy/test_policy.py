@@ -369,11 +369,15 @@ def test_hf_checkpoint_without_chatml_pad_or_template(tmp_path):
         assert eos not in choice.response_ids[:-1]
 
 
-def test_generation_in_row_chunks_matches_one_batch_when_greedy(policy, monkeypatch):
+def test_generation_in_row_chunks_matches_one_batch_when_greedy(policy):
     prompts = prompts_of(policy)
     whole = policy.generate(prompts, 0.0, max_new_tokens=5)
-    monkeypatch.setattr(policy_module, "GENERATE_TOKEN_BUDGET", 1)  # one prompt per decoding batch
-    assert policy.generate(prompts, 0.0, max_new_tokens=5) == whole
+    saved = policy.config
+    policy.config = saved.model_copy(update={"generation_token_budget": 1})  # one prompt per decoding batch
+    try:
+        assert policy.generate(prompts, 0.0, max_new_tokens=5) == whole
+    finally:
+        policy.config = saved
     assert policy.generate([], 1.0) == []
 
 
