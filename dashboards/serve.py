@@ -93,9 +93,12 @@ def dashboard_service(host: str, port: int, tracking_uri: str, optuna_storage: s
     return Service("dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/_stcore/health", env)
 
 
-def mlflow_service(host: str, port: int, tracking_uri: str) -> Service:
+def mlflow_service(host: str, port: int, tracking_uri: str, artifacts: Optional[Path] = None) -> Service:
+    """``mlflow server`` on ``tracking_uri``; with ``artifacts``, it also stores and serves the artifacts there."""
     command = [_bin("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
                "--backend-store-uri", tracking_uri]
+    if artifacts is not None:
+        command += ["--artifacts-destination", str(artifacts)]
     # no job runner: its consumer processes outlive a SIGTERM to the server
     return Service("MLflow UI", command, f"http://{host}:{port}", f"http://{host}:{port}/health",
                    {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})

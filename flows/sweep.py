@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.train import ROOT, _preset, artifact_key
+from flows.train import _preset, artifact_key
 from proxmo.train.config import load_config
 from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
@@ -27,7 +27,6 @@ SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
 """Name -> (config field, low, high, log scale). δ (or β) and τ are searched by default."""
 
 OBJECTIVES = ("final", "auc")
-DEFAULT_STORAGE = f"sqlite:///{ROOT / 'optuna.db'}"
 
 
 def objective_value(summary: Dict[str, Any], objective: str) -> float:
@@ -93,9 +92,9 @@ def sweep_flow(
     ``concurrency`` at a time (side by side with ``launcher=ray``); each reports its
     evaluations to the study, whose pruner (``median``, ``none``, ``threshold:<lower>``) may stop it
     early (PRUNED); a trial whose job fails is recorded as FAIL and the study goes on. The study lives
-    in ``storage`` (default ``PROXMO_OPTUNA_STORAGE``, else SQLite ``optuna.db`` in the project; any RDB
-    URL works) and is loaded if it exists, so running the flow again continues it. Every trial is an
-    MLflow run nested under the study's parent run.
+    in ``storage`` (default ``PROXMO_OPTUNA_STORAGE``, else SQLite ``optuna.db`` in the working
+    directory; any RDB URL works) and is loaded if it exists, so running the flow again continues it.
+    Every trial is an MLflow run nested under the study's parent run.
     """
     import optuna
 
@@ -112,7 +111,8 @@ def sweep_flow(
     overrides = list(overrides or [])
     # Every setting is checked before the first trial: the config at the low end of every range.
     _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
-    storage = storage or os.environ.get("PROXMO_OPTUNA_STORAGE") or DEFAULT_STORAGE
+    # like MLflow's own default store: a file in the working directory, which `proxmo ui` reads too
+    storage = storage or os.environ.get("PROXMO_OPTUNA_STORAGE") or f"sqlite:///{Path.cwd().resolve() / 'optuna.db'}"
     study = optuna.create_study(
         study_name=name, storage=storage, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, n_trials)),

@@ -239,7 +239,7 @@ def sweep(
                                     "rollout_temperature (repeat)."),
     objective: str = typer.Option("final", help="final or auc (mean validation success over evaluations)."),
     pruner: str = typer.Option("median", help="median, none or threshold:<lower>."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: SQLite optuna.db in the project)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default PROXMO_OPTUNA_STORAGE, else SQLite optuna.db here)."),
     launcher: str = typer.Option("local", help="local (one trial after another) or ray (side by side)."),
     output_dir: str = typer.Option("runs/sweeps", help="Trials go to OUTPUT_DIR/NAME/trialNNN."),
     seeds: List[int] = typer.Option([0], "--seed", help="Seeds each trial trains (repeat); its value is their mean. "

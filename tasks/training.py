@@ -175,19 +175,9 @@ def _on_ray(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]], num_g
             ray_address: Optional[str]) -> Dict[str, Any]:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if ray_address or os.environ.get("RAY_ADDRESS"):  # a cluster
-            ray.init(address=ray_address)
-        else:
-            ray.init(num_cpus=2, include_dashboard=False)
-        started = True
-    try:
+    with ray_session("ray", ray_address):  # a no-op under a flow that started Ray already
         remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(run_job)
         return ray.get(remote.remote(dict(config), trial))
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _killed(error: BaseException) -> bool:
@@ -283,8 +273,8 @@ def ray_session(launcher: str, ray_address: Optional[str] = None) -> Iterator[No
     import ray
 
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=ray_address, include_dashboard=False) if ray_address else ray.init(include_dashboard=False)
+    if started:  # without an address Ray joins RAY_ADDRESS if set, else starts here with this machine's cores
+        ray.init(address=ray_address, include_dashboard=False)
     try:
         yield
     finally:

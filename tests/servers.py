@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from dashboards.serve import mlflow_service
 
 
 def free_port() -> int:
@@ -19,37 +16,25 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 with a SQLite store and proxied artifacts in ``folder``."""
+    """``mlflow server`` on 127.0.0.1 with a SQLite store and proxied artifacts in ``folder`` (the launcher of
+    ``proxmo ui``, so it stops with its whole process group)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process = None
+        self.service = mlflow_service("127.0.0.1", free_port(), f"sqlite:///{self.folder}/mlflow.db",
+                                      artifacts=self.folder / "artifacts")
+        self.uri = self.service.url
 
     def start(self, timeout: float = 60.0) -> "MlflowServer":
-        command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port",
-                   str(self.port), "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
-                   "--artifacts-destination", str(self.folder / "artifacts")]
-        log = open(self.folder / "server.log", "ab")
-        # no job runner: its consumer processes would outlive the server
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        self.service.start(self.folder)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not answer within {timeout} s")
+        while not self.service.up():
+            if self.service.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server is not up: {(self.folder / 'MLflow-UI.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
+        self.service.stop()

@@ -67,6 +67,8 @@ class Policy:
         self.stop_ids = _stop_ids(model, tokenizer, self.end_id)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
         self._responses: dict[str, list[int]] = {}
+        self._sampler = None  # the vLLM engine of rollout_backend=vllm, built on first use
+        self._compiled_step = None  # the compiled decoding step of compile_decode, built on first use
 
     @classmethod
     def from_config(cls, config: ModelConfig, corpus: Sequence[str] = ()) -> "Policy":
@@ -336,7 +338,7 @@ class Policy:
 
     def _vllm(self):
         """The vLLM engine of ``rollout_backend=vllm``, built on first use with the trainer's current weights."""
-        if getattr(self, "_sampler", None) is None:
+        if self._sampler is None:
             from proxmo.policy.vllm_backend import VllmSampler
 
             c = self.config
@@ -347,7 +349,7 @@ class Policy:
 
     def sync_rollout_weights(self) -> None:
         """After an update: give a separate rollout engine (vLLM) the trained weights; nothing to do otherwise."""
-        if getattr(self, "_sampler", None) is not None:
+        if self._sampler is not None:
             from proxmo.policy.vllm_backend import trainer_weights
 
             self._sampler.load_weights(trainer_weights(self.model, self.compute_dtype))
@@ -433,7 +435,7 @@ class Policy:
             return out.logits[:, -1]
 
         if self.config.compile_decode:
-            if getattr(self, "_compiled_step", None) is None:  # CUDA graphs on CUDA; fused kernels elsewhere
+            if self._compiled_step is None:  # CUDA graphs on CUDA; fused kernels elsewhere
                 mode = "reduce-overhead" if self.device.type == "cuda" else None
                 self._compiled_step = torch.compile(step, mode=mode, fullgraph=False)
             return self._compiled_step
