@@ -1,5 +1,8 @@
 """Policy: prompts, candidate choice, free generation, token log-probs for training, and save / load."""
 
+import os
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -461,6 +464,49 @@ def test_the_vllm_backend_is_checked_and_says_what_it_needs():
     with pytest.raises(ImportError, match="needs the 'vllm' package.*rollout_backend=hf"):
         policy.generate([policy.encode_prompt("look")], 1.0, torch.Generator().manual_seed(0))
     policy.sync_rollout_weights()  # no engine yet: nothing to send
+
+
+def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_weight_sync(monkeypatch):
+    """The sampler against an engine that records what it is asked (vLLM itself needs CUDA): the documented calls,
+    one seed per prompt, the weights loaded on the worker, then the prefix cache dropped."""
+    import types
+
+    from proxmo.policy import vllm_backend
+
+    calls = []
+
+    class Engine:
+        def __init__(self, **kwargs):
+            calls.append(("LLM", kwargs))
+            self.worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=types.SimpleNamespace(
+                load_weights=lambda weights: calls.append(("load", [name for name, _ in weights])))))
+
+        def generate(self, prompts, params, use_tqdm):
+            calls.append(("generate", [p.seed for p in params]))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=[len(p["prompt_token_ids"])])])
+                    for p in prompts]
+
+        def collective_rpc(self, function):
+            return [function(self.worker)]
+
+        def reset_prefix_cache(self):
+            calls.append(("reset",))
+
+    fake = types.SimpleNamespace(LLM=Engine, SamplingParams=lambda **kwargs: types.SimpleNamespace(**kwargs))
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    monkeypatch.delenv("VLLM_ALLOW_INSECURE_SERIALIZATION", raising=False)
+    with pytest.raises(RuntimeError, match="VLLM_ALLOW_INSECURE_SERIALIZATION=1"):
+        vllm_backend.VllmSampler("/model", "bfloat16", 0.3, 512, seed=1)
+    assert not calls  # refused before an engine is built
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
+    sampler = vllm_backend.VllmSampler("/model", "bfloat16", 0.3, 512, seed=1)
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # the engine runs in this process
+    assert calls[0][1]["enable_prefix_caching"] and calls[0][1]["max_model_len"] == 512
+    out = sampler.generate([[1, 2], [1, 2], [3]], temperature=1.0, max_tokens=8, stop_ids={7}, seed=40)
+    assert out == [[2], [2], [1]] and calls[-1] == ("generate", [40, 41, 42])  # a group's equal prompts differ
+    sampler.load_weights([("a.weight", torch.ones(2)), ("b.weight", torch.zeros(2))])
+    assert calls[-2:] == [("load", ["a.weight", "b.weight"]), ("reset",)]
 
 
 def test_the_weights_a_rollout_engine_gets_are_the_merged_model_under_its_own_names():
