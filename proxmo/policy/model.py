@@ -146,7 +146,11 @@ def _load_hf(config: ModelConfig):
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
         if config.random_weights:
             architecture = transformers.AutoConfig.from_pretrained(path)
-            with torch.random.fork_rng(devices=[]):  # the same seed gives the same weights, the caller's RNG untouched
+            # Built where it will run: initialising billions of weights on a GPU takes seconds, on a CPU minutes.
+            # The same seed gives the same weights on the same device; the caller's RNG streams are untouched.
+            device = config.resolved_device()
+            forked = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=forked), device:
                 torch.manual_seed(config.seed if config.seed is not None else 0)
                 model = transformers.AutoModelForCausalLM.from_config(architecture, dtype=config.torch_dtype())
         else:

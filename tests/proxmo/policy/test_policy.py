@@ -372,6 +372,24 @@ def test_hf_checkpoint_without_chatml_pad_or_template(tmp_path):
         assert eos not in choice.response_ids[:-1]
 
 
+def test_random_weights_need_only_the_architecture_and_are_seeded(tmp_path):
+    plain_checkpoint(tmp_path)
+    for weights in tmp_path.glob("*.safetensors"):
+        weights.unlink()  # a folder with config.json and the tokenizer only, as the GPU check writes
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    built = {seed: Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path), device="cpu", random_weights=True,
+                                                  seed=seed)) for seed in (0, 1)}
+    assert torch.equal(torch.rand(3), expected_next)  # the caller's RNG stream is untouched
+    first = dict(built[0].model.named_parameters())
+    again = Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path), device="cpu", random_weights=True, seed=0))
+    assert all(torch.equal(first[name], parameter) for name, parameter in again.model.named_parameters())
+    assert not all(torch.equal(first[name], parameter) for name, parameter in built[1].model.named_parameters())
+    with pytest.raises(FileNotFoundError, match="model.path"):
+        Policy.from_config(ModelConfig(kind="hf", path=str(tmp_path), device="cpu"))  # real weights are missing
+
+
 def test_generation_in_row_chunks_matches_one_batch_when_greedy(policy):
     prompts = prompts_of(policy)
     whole = policy.generate(prompts, 0.0, max_new_tokens=5)
