@@ -76,7 +76,7 @@ def write_model_folder(folder: Path, shape: str) -> Path:
 
 
 def job_config(args, model_folder: Path, estimator: str, out: Path, cuda: bool, memory_only: bool = False) -> dict:
-    model = {"kind": "hf", "path": str(model_folder), "random_weights": True, "dtype": "bfloat16" if cuda else "float32",
+    model = {"kind": "hf", "path": str(model_folder), "random_weights": True, "dtype": args.dtype or ("bfloat16" if cuda else "float32"),
              "device": "cuda" if cuda else "cpu", "gradient_checkpointing": True,
              "logprob_chunk_tokens": args.logprob_chunk, "max_prompt_tokens": args.prompt_tokens,
              "max_response_tokens": args.response_tokens, "generation_cache": args.generation_cache,
@@ -178,6 +178,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--logprob-chunk", type=int, default=512)
     parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
+                        help="compute dtype, over float32 master weights (default: bfloat16 on a GPU, float32 on a CPU)")
     parser.add_argument("--generation-cache", choices=["static", "dynamic"], default="static")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                         help="compile the decoding step (CUDA graphs); try it as a second run")

@@ -360,7 +360,8 @@ class Policy:
         inputs, attention = _pad_left(prompt_ids, self.pad_id, self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
-            input_ids=inputs, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1
+            input_ids=inputs, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1,
+            past_key_values=_stored_in(DynamicCache(config=self.model.config), self.compute_dtype),
         )
         cache, next_position = out.past_key_values, positions[:, -1:] + 1
         responses: list[list[int]] = [[] for _ in prompt_ids]
@@ -402,7 +403,7 @@ class Policy:
 
         inputs, attention = _pad_left(prompt_ids, self.pad_id, self.device)
         rows, width = inputs.shape
-        cache = StaticCache(config=self.model.config, max_cache_len=width + cap)
+        cache = _stored_in(StaticCache(config=self.model.config, max_cache_len=width + cap), self.compute_dtype)
         mask = torch.cat([attention, attention.new_ones(rows, cap)], dim=-1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=inputs, attention_mask=mask[:, :width], position_ids=positions,
@@ -709,6 +710,25 @@ def _row_chunks(rows: Sequence[Sequence[int]], budget: int) -> Iterator[list[Seq
         longest = max(longest, len(row))
     if chunk:
         yield chunk
+
+
+def _stored_in(cache, dtype: Optional[torch.dtype]):
+    """``cache`` storing keys and values in ``dtype`` (the compute dtype of autocast over float32 weights).
+
+    Under autocast the keys leave the rotary embedding in float32 (its cos/sin follow the float32 residual stream)
+    while the values leave their projection in the compute dtype. A static cache holds one dtype and cannot take
+    both; a dynamic one would keep the keys at twice the memory. Attention casts both to the compute dtype anyway
+    (autocast), so storing them cast changes no result.
+    """
+    if dtype is None:
+        return cache
+    update = cache.update
+
+    def cast_update(key_states: Tensor, value_states: Tensor, *args, **kwargs):
+        return update(key_states.to(dtype), value_states.to(dtype), *args, **kwargs)
+
+    cache.update = cast_update
+    return cache
 
 
 def _pad_right(rows: Sequence[Sequence[int]], width: int, value: int, device) -> Tensor:

@@ -16,9 +16,10 @@ def _load():
 
 def test_the_gpu_check_runs_at_a_tiny_shape_on_cpu(tmp_path):
     check = _load()
+    # bfloat16 autocast over float32 weights and the static KV cache: the GPU run's own path
     report = check.main(["--shape", "tiny", "--groups", "2", "--group-size", "2", "--max-steps", "2",
                          "--response-tokens", "8", "--prompt-tokens", "256", "--memory", "--memory-shape", "tiny",
-                         "--out", str(tmp_path)])
+                         "--dtype", "bfloat16", "--out", str(tmp_path)])
     assert set(report["runs"]) == {"tiny grpo", "tiny proxmo", "tiny proxmo (LoRA 16, memory)"}
     for run in report["runs"].values():
         assert run["parameters_changed"] is True

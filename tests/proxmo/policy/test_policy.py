@@ -446,15 +446,17 @@ def test_chunked_token_logprobs_equal_the_full_ones_with_their_gradients(chunk):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: autocast over float32 weights, as on a GPU
 @pytest.mark.parametrize("temperature", [1.0, 0.0])
-def test_static_cache_generation_gives_the_same_tokens_as_the_dynamic_one(temperature):
+def test_static_cache_generation_gives_the_same_tokens_as_the_dynamic_one(temperature, dtype):
     from proxmo.policy import ModelConfig, Policy
     from tests.proxmo.policy.conftest import CORPUS, SMALL
 
     texts = ("open fridge 1", "go to cabinet 1 and take the apple", "look", "take apple 1 from countertop 2")
     results = {}
     for cache in ("dynamic", "static"):
-        policy = Policy.from_config(ModelConfig(**SMALL, generation_cache=cache, max_response_tokens=40), CORPUS)
+        policy = Policy.from_config(ModelConfig(**SMALL, generation_cache=cache, max_response_tokens=40, dtype=dtype),
+                                    CORPUS)
         prompts = [policy.encode_prompt(t) for t in texts]
         if cache == "dynamic":  # stop tokens that this untrained model does emit, so rows end at different times
             first = policy.generate(prompts, temperature, torch.Generator().manual_seed(5))
@@ -554,14 +556,15 @@ def test_the_weights_a_rollout_engine_gets_are_the_merged_model_under_its_own_na
 
 
 @pytest.mark.slow
-def test_compiled_decoding_gives_the_same_tokens_and_compiles_once():
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_compiled_decoding_gives_the_same_tokens_and_compiles_once(dtype):
     from proxmo.policy import ModelConfig, Policy
     from tests.proxmo.policy.conftest import CORPUS, SMALL
 
     samples = {}
     for compiled in (False, True):
         policy = Policy.from_config(ModelConfig(**SMALL, generation_cache="static", compile_decode=compiled,
-                                                max_response_tokens=12), CORPUS)
+                                                max_response_tokens=12, dtype=dtype), CORPUS)
         prompts = [policy.encode_prompt(t) for t in ("open fridge 1", "go to cabinet 1 and take it", "look")]
         samples[compiled] = [c.response_ids for c in policy.generate(prompts, 1.0, torch.Generator().manual_seed(2))]
     from torch._dynamo.utils import counters
