@@ -76,7 +76,7 @@ def write_model_folder(folder: Path, shape: str) -> Path:
 
 
 def job_config(args, model_folder: Path, estimator: str, out: Path, cuda: bool, memory_only: bool = False) -> dict:
-    model = {"kind": "hf", "path": str(model_folder), "random_weights": True, "dtype": args.dtype or ("bfloat16" if cuda else "float32"),
+    model = {"kind": "hf", "path": str(model_folder), "random_weights": True, "dtype": args.dtype,
              "device": "cuda" if cuda else "cpu", "gradient_checkpointing": True,
              "logprob_chunk_tokens": args.logprob_chunk, "max_prompt_tokens": args.prompt_tokens,
              "max_response_tokens": args.response_tokens, "generation_cache": args.generation_cache,
@@ -196,13 +196,15 @@ def main(argv=None) -> dict:
     import transformers
 
     cuda = torch.cuda.is_available()
+    args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
     report = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__,
               "transformers": transformers.__version__, "installed_from_wheels": installed, "runs": {},
               "settings": (f"shape {args.shape}, {args.groups} groups x {args.group_size}, up to {args.max_steps} "
                            f"steps, responses <= {args.response_tokens} tokens, prompts <= {args.prompt_tokens}, "
                            f"micro-batch {args.micro_batch}, log-prob chunks {args.logprob_chunk}, "
                            f"{args.generation_cache} KV cache{', compiled decoding' if args.compile else ''}, "
-                           f"gradient checkpointing, {'bf16 over fp32 masters' if cuda else 'fp32'}")}
+                           "gradient checkpointing, "
+                           f"{'bf16 over fp32 masters' if args.dtype == 'bfloat16' else 'fp32'}")}
     model_folder = write_model_folder(out / f"model-{args.shape}", args.shape)
     for estimator in args.estimators:
         report["runs"][f"{args.shape} {estimator}"] = attempt(job_config(args, model_folder, estimator, out, cuda), cuda)

@@ -28,7 +28,8 @@ def test_the_gpu_check_runs_at_a_tiny_shape_on_cpu(tmp_path):
                     "timing/update_s", "generation_tokens_per_s", "update_tokens_per_s"):
             assert iteration[key] is not None and iteration[key] >= 0, key
     assert json.loads((tmp_path / "gpu_check.json").read_text())["runs"].keys() == report["runs"].keys()
-    assert "| tiny proxmo | 1 |" in (tmp_path / "gpu_check.md").read_text()
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| tiny proxmo | 1 |" in table and "bf16 over fp32 masters" in table
     config = json.loads((tmp_path / "model-tiny" / "config.json").read_text())
     assert config["model_type"] == "qwen2" and config["num_key_value_heads"] == 2
 
