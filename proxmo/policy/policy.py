@@ -258,7 +258,8 @@ class Policy:
         decoder = self.model.get_decoder()
         with self.compute():
             # An empty cache of our own: the model would build one from its config, which costs milliseconds.
-            first = decoder(input_ids=prompts, use_cache=True, past_key_values=DynamicCache())
+            first = decoder(input_ids=prompts, use_cache=True,
+                            past_key_values=_stored_in(DynamicCache(), self.compute_dtype))
             second = decoder(
                 input_ids=_pad_right(fed, width, 0, device),
                 attention_mask=_additive(mask, self._mask_dtype()),

@@ -414,14 +414,19 @@ def test_length_normalised_choice_ranks_by_mean_token_logprob(policy):
     assert scores[0] - scores[1] > 10
 
 
-def test_packed_and_cached_candidate_scoring_agree(policy, monkeypatch):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: autocast over float32 weights
+def test_packed_and_cached_candidate_scoring_agree(policy, monkeypatch, dtype):
+    if dtype != "float32":
+        policy = Policy.from_config(ModelConfig(**SMALL, dtype=dtype), CORPUS)
+        assert policy.compute_dtype == torch.bfloat16
     prompts = prompts_of(policy)
     monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 10**6)
     packed = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
     monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 0)
     cached = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
+    tolerance = dict(atol=1e-5, rtol=0) if dtype == "float32" else dict(atol=0, rtol=1e-3)  # bf16: 8 mantissa bits
     for a, b in zip(packed, cached):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a, b, **tolerance)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 10_000])
