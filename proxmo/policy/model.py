@@ -91,7 +91,11 @@ def load_policy_model(
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
     if config.lora_rank:
-        model = _with_lora(model, config)
+        # The adapters' initialisation draws from a private stream too: the same seed gives the same adapters.
+        device = config.resolved_device()
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed if config.seed is not None else 0)
+            model = _with_lora(model, config)
     return model, tokenizer, compute_dtype
 
 
