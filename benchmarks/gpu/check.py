@@ -187,6 +187,8 @@ def main(argv=None) -> dict:
                         help="one small iteration at --memory-shape with LoRA, for peak memory (default: on a GPU)")
     parser.add_argument("--memory-shape", choices=["7b", "tiny"], default="7b")
     args = parser.parse_args(argv)
+    if args.compile and args.generation_cache != "static":
+        parser.error("--compile compiles the decoding step over the static KV cache: drop --generation-cache dynamic")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     installed = ensure_packages(args.wheels, out / "site")

@@ -124,6 +124,14 @@ class ModelConfig(BaseModel):
                              f"(kind=hf without random_weights), got kind={self.kind!r}")
         if self.kind in ("hf", "gguf") and not self.path:
             raise ValueError(f"model.path: required when kind={self.kind!r} (a folder, hub id or .gguf file)")
+        if self.compile_decode and self.generation_cache != "static":
+            raise ValueError("model.compile_decode: compiles the decoding step over the static KV cache; "
+                             "set model.generation_cache=static too")
+        if self.lora_rank and not self.lora_targets:
+            raise ValueError("model.lora_targets: empty, so model.lora_rank has no module to adapt")
+        if self.random_weights and self.kind != "hf":
+            raise ValueError(f"model.random_weights: builds a Hugging Face architecture (kind=hf), "
+                             f"got kind={self.kind!r}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size: {self.hidden_size} is not divisible by num_heads={self.num_heads}")
         return self

@@ -31,6 +31,9 @@ def test_defaults_describe_the_cpu_demo_model():
         (dict(device="gpu-please"), "device"),
         (dict(kind="onnx"), "kind"),
         (dict(hidden=64), "hidden"),
+        (dict(compile_decode=True), "model.compile_decode.*generation_cache=static"),
+        (dict(lora_rank=4, lora_targets=[]), "model.lora_targets"),
+        (dict(random_weights=True), "model.random_weights"),
     ],
 )
 def test_invalid_values_name_the_field(fields, message):
