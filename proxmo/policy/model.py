@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import transformers
@@ -91,12 +92,20 @@ def load_policy_model(
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable({"use_reentrant": False})
     if config.lora_rank:
-        # The adapters' initialisation draws from a private stream too: the same seed gives the same adapters.
-        device = config.resolved_device()
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed if config.seed is not None else 0)
+        with _seeded(config):  # the same seed gives the same adapters
             model = _with_lora(model, config)
     return model, tokenizer, compute_dtype
+
+
+@contextmanager
+def _seeded(config: ModelConfig) -> Iterator[None]:
+    """A private RNG stream seeded with ``model.seed`` (0 when unset) for initialising weights: the same seed gives
+    the same weights, and the caller's streams (CPU and every CUDA device, which ``manual_seed`` also seeds) are
+    restored afterwards."""
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(config.seed if config.seed is not None else 0)
+        yield
 
 
 def _with_lora(model, config: ModelConfig):
@@ -131,9 +140,7 @@ def _build_tiny(config: ModelConfig, corpus: Sequence[str]):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
-    # A private RNG stream: the same seed gives the same weights without touching the caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed if config.seed is not None else 0)
+    with _seeded(config):
         model = transformers.LlamaForCausalLM(llama_config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -151,11 +158,8 @@ def _load_hf(config: ModelConfig):
         if config.random_weights:
             architecture = transformers.AutoConfig.from_pretrained(path)
             # Built where it will run: initialising billions of weights on a GPU takes seconds, on a CPU minutes.
-            # The same seed gives the same weights on the same device; the caller's RNG streams are untouched.
-            device = config.resolved_device()
-            forked = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=forked), device:
-                torch.manual_seed(config.seed if config.seed is not None else 0)
+            # The same seed gives the same weights on the same device.
+            with _seeded(config), config.resolved_device():
                 model = transformers.AutoModelForCausalLM.from_config(architecture, dtype=config.torch_dtype())
         else:
             model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=config.dtype)

@@ -36,7 +36,7 @@ class VllmSampler:
     def __init__(self, path: str, dtype: str, gpu_memory_utilization: float, max_model_len: int, seed: int):
         vllm = _require_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] not in ("0", "false", "False") \
+        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0" \
                 and os.environ.get("VLLM_ALLOW_INSECURE_SERIALIZATION") != "1":
             raise RuntimeError("model.rollout_backend=vllm: with VLLM_ENABLE_V1_MULTIPROCESSING on, the weight sync "
                                "sends a function to vLLM's engine process, which vLLM allows only with "
