@@ -1,16 +1,39 @@
-"""Checkpoints of a run: the policy (weights and tokenizer), the optimizer, the random states and the config."""
+"""Checkpoints of a run: the policy (weights and tokenizer), the optimizer, the random states and the config.
+
+Every checkpoint lists the SHA-256 of each of its files (``checksums.json``); a resume verifies them
+before loading anything and falls back to the previous intact checkpoint with a warning, so a damaged
+file never loads silently (random bytes over the weights) or crashes the loader (a cut optimizer state).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import random
+import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
+import yaml
 
 from proxmo.train.config import TrainConfig, save_config
 
+logger = logging.getLogger(__name__)
+
 STATE_FILE = "trainer_state.pt"
+CHECKSUM_FILE = "checksums.json"
+
+RESUMABLE_CHANGES = (
+    "run.iterations", "run.resume", "run.save_every", "run.keep_checkpoints", "run.tracker", "run.tracking_uri",
+    "run.experiment", "run.parent_run_id", "run.tags", "run.name", "run.output_dir",
+    "model.device", "model.dtype", "model.path", "model.rollout_backend", "model.vllm_gpu_memory_utilization",
+    "model.generation_token_budget", "model.generation_cache", "model.compile_decode", "model.logprob_chunk_tokens",
+    "model.gradient_checkpointing", "optim.micro_batch_size", "env.backend", "env.envs_per_actor", "env.ray_address",
+)
+"""Settings a resumed run may change: its length, where it is reported, and how (not what) it computes. Any
+other difference from the checkpoint's config is refused: the checkpoint cannot honour it."""
 
 
 def checkpoint_dir(root: Path, iteration: int) -> Path:
@@ -26,24 +49,123 @@ def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.op
     """
     final = checkpoint_dir(root, iteration)
     partial = final.with_name(final.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    policy.save(partial / "model")
-    torch.save(
-        {
-            "iteration": iteration,
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "task_rng": _plain_random_state(task_rng.getstate()),
-        },
-        partial / STATE_FILE,
-    )
-    save_config(config, partial / "config.yaml")
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    partial.rename(final)
+    try:
+        partial.mkdir(parents=True, exist_ok=True)
+        policy.save(partial / "model")
+        torch.save(
+            {
+                "iteration": iteration,
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "task_rng": _plain_random_state(task_rng.getstate()),
+            },
+            partial / STATE_FILE,
+        )
+        save_config(config, partial / "config.yaml")
+        (partial / CHECKSUM_FILE).write_text(json.dumps(_checksums(partial), indent=1, sort_keys=True))
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+    except OSError as error:  # a full or read-only disk: leave no half-written folder behind, say it in one line
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(error.errno, f"checkpoint {final} could not be written: {error.strerror or error}") from error
     return final
+
+
+def _checksums(folder: Path) -> Dict[str, str]:
+    """SHA-256 of every file under ``folder`` (but the checksum list itself), by path relative to it."""
+    sums = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        sums[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return sums
+
+
+def checkpoint_problem(folder: Path) -> Optional[str]:
+    """What is wrong with a checkpoint folder (a file missing, changed or added since it was written), or None.
+
+    A checkpoint written before checksums were kept is checked for its state file only.
+    """
+    folder = Path(folder)
+    if not (folder / STATE_FILE).is_file():
+        return f"{STATE_FILE} is missing"
+    listed = folder / CHECKSUM_FILE
+    if not listed.is_file():
+        return None
+    try:
+        expected = json.loads(listed.read_text())
+    except (OSError, ValueError) as error:
+        return f"{CHECKSUM_FILE} is unreadable ({error})"
+    actual = _checksums(folder)
+    for name, digest in expected.items():
+        if name not in actual:
+            return f"{name} is missing"
+        if actual[name] != digest:
+            return f"{name} does not match its checksum (damaged or changed)"
+    return None
+
+
+def intact_checkpoint(candidates: List[Path]) -> Path:
+    """The first of ``candidates`` (newest first) whose files match their checksums; a warning for each one
+    skipped. Raises ValueError naming every problem when none is intact."""
+    problems = []
+    for folder in candidates:
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if problems:
+                logger.warning("resuming from %s instead", folder)
+            return folder
+        problems.append(f"{folder.name}: {problem}")
+        logger.warning("checkpoint %s is not usable (%s); trying the one before it", folder, problem)
+    raise ValueError("run.resume: no intact checkpoint (" + "; ".join(problems) + ")")
+
+
+def resume_candidates(path: Path) -> List[Path]:
+    """The checkpoints a resume from ``path`` may use, newest first: ``path`` itself (a checkpoint folder) and the
+    older ones beside it, or every complete checkpoint of a run folder."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        older = [p for p in _complete(path.parent) if p.name < path.name]
+        return [path, *reversed(older)]
+    for root in (path / "checkpoints", path):
+        found = _complete(root)
+        if found:
+            return list(reversed(found))
+    return []
+
+
+def _complete(root: Path) -> List[Path]:
+    return sorted(p for p in Path(root).glob("iter_*")
+                  if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
+
+
+def resume_conflicts(checkpoint: Path, config: TrainConfig) -> List[str]:
+    """``field: checkpoint value -> config value`` for every setting ``config`` changes that a run resumed from
+    ``checkpoint`` cannot honour (anything outside :data:`RESUMABLE_CHANGES`)."""
+    saved_path = Path(checkpoint) / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    saved = _flat(yaml.safe_load(saved_path.read_text()) or {})
+    wanted = _flat(config.to_dict())
+    conflicts = []
+    for key in sorted(set(saved) | set(wanted)):
+        if any(key == allowed or key.startswith(allowed + ".") for allowed in RESUMABLE_CHANGES):
+            continue
+        if saved.get(key) != wanted.get(key):
+            conflicts.append(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}")
+    return conflicts
+
+
+def _flat(data: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(data, dict) and data:
+        flat: Dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: data}
 
 
 def load_trainer_state(folder: Path) -> Dict[str, Any]:
@@ -71,8 +193,7 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     """The newest complete checkpoint of a run folder (or of its ``checkpoints`` folder), if any."""
     run_dir = Path(run_dir)
     for root in (run_dir / "checkpoints", run_dir):
-        found = sorted(p for p in root.glob("iter_*")
-                       if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
+        found = _complete(root)
         if found:
             return found[-1]
     return None

@@ -20,11 +20,14 @@ import logging
 import os
 import random
 import shutil
+import signal
 import socket
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -34,9 +37,11 @@ from proxmo.policy import AdaptersOff, ModelConfig, Policy, UniformPolicy
 from proxmo.policy.model import check_model_path
 from proxmo.rollout import Rollout, RolloutSettings, collect
 from proxmo.rollout.prompts import ANSWER
-from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint, load_trainer_state, save_checkpoint
+from proxmo.train.checkpoint import (STATE_FILE, intact_checkpoint, load_trainer_state, resume_candidates,
+                                     resume_conflicts, save_checkpoint)
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
+from proxmo.train.runfolder import PROCESS_FILE, acquire_writer
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
@@ -195,13 +200,16 @@ class Trainer:
         check_runtime(config)
         if tracker is None and config.run.tracker in ("mlflow", "both"):
             check_tracking_server(config.run.tracking_uri)
-        resume = _resume_path(config.run.resume)
-        self.run_dir = resume.parent.parent if resume else Path(config.run.output_dir) / run_name(config)
+        candidates = _resume_candidates(config.run.resume)
+        self.run_dir = candidates[0].parent.parent if candidates else Path(config.run.output_dir) / run_name(config)
         created = not self.run_dir.exists()
+        _make_run_folder(self.run_dir)
+        self._writer = acquire_writer(self.run_dir)  # a second job on this folder stops here, having touched nothing
         try:
+            resume = self._check_before_writing(candidates)
             self._build(config, resume)
             # which process trains the run (a worker on a cluster, this one here): to watch or stop it
-            (self.run_dir / "process.json").write_text(json.dumps(
+            (self.run_dir / PROCESS_FILE).write_text(json.dumps(
                 {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
             self.tracker = tracker or self._make_tracker(resume is not None)
             if resume:  # the iterations after the checkpoint are replayed: keep one point per step
@@ -209,12 +217,31 @@ class Trainer:
         except BaseException:
             if created:  # a failed start leaves no half-made run folder behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._writer.release()
             raise
         self._pool = None
         self._status = ""
 
+    def _check_before_writing(self, candidates: List[Path]) -> Optional[Path]:
+        """Everything a start can refuse, checked before the run folder is written: a new run does not write over
+        an earlier one; a resume has a readable record, an intact checkpoint and settings the checkpoint honours.
+        Answers the checkpoint to resume from."""
+        if not candidates:
+            held = [name for name in ("metrics.jsonl", "status.json", "checkpoints") if (self.run_dir / name).exists()]
+            if held:
+                raise FileExistsError(f"run folder {self.run_dir} already holds a run ({', '.join(held)}); continue it "
+                                      f"with run.resume={self.run_dir}, or choose another run.name")
+            return None
+        read_metrics(self.run_dir)  # a broken record fails here, before its status or its MLflow run is touched
+        resume = intact_checkpoint(candidates)
+        conflicts = resume_conflicts(resume, self.config)
+        if conflicts:
+            raise ValueError(f"run.resume: {resume} was trained with other settings, which it cannot honour: "
+                             + "; ".join(conflicts) + ". Resume with the run's own settings (only its length, "
+                             "checkpointing, tracking and devices may change), or start a new run")
+        return resume
+
     def _build(self, config: TrainConfig, resume: Optional[Path]) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, self.run_dir / "config.yaml")
         torch.manual_seed(config.run.seed)
         self.setup = prepare_env(config)
@@ -429,18 +456,20 @@ class Trainer:
             status, result.stopped = "KILLED", True
             logger.info("run stopped at iteration %d: %s", result.iterations, stop)
         except BaseException as error:
-            self.close("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
+            self._close_after_error("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
+            if isinstance(error, Terminated):
+                error.run_dir = self.run_dir
             raise
         try:
-            (self.run_dir / "summary.json").write_text(json.dumps(
+            _write_atomic(self.run_dir / "summary.json", json.dumps(
                 {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
                  "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
                  "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
                  "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
                  "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
             self._log_artifacts()
-        except BaseException:
-            self.close("FAILED")
+        except BaseException as error:
+            self._close_after_error("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
             raise
         self.close(status)
         return result
@@ -518,10 +547,23 @@ class Trainer:
         return folder
 
     def close(self, status: str = "FINISHED") -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        self.tracker.close(status)
+        """End the run with ``status`` (its folder and MLflow) and give up the run folder."""
+        try:
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                pool.close()
+        finally:
+            try:
+                self.tracker.close(status)
+            finally:
+                self._writer.release()
+
+    def _close_after_error(self, status: str) -> None:
+        """Close while an error is on its way out: a failure to close (a full disk) is logged, not raised over it."""
+        try:
+            self.close(status)
+        except Exception as error:  # noqa: BLE001 - the error being raised is the one to report
+            logger.warning("ending the run %s hit: %s", status, error)
 
 
 def _mean(values: List[float]) -> Optional[float]:
@@ -535,16 +577,64 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _resume_path(resume: Optional[str]) -> Optional[Path]:
+def _resume_candidates(resume: Optional[str]) -> List[Path]:
+    """The checkpoints a resume may use, newest first ([] without ``run.resume``)."""
     if not resume:
-        return None
-    path = Path(resume)
-    if (path / STATE_FILE).is_file():
-        return path
-    found = latest_checkpoint(path)
-    if found is None:
-        raise FileNotFoundError(f"run.resume: no checkpoint in {path} (expected {STATE_FILE} or checkpoints/iter_*)")
+        return []
+    found = resume_candidates(Path(resume))
+    if not found:
+        raise FileNotFoundError(f"run.resume: no checkpoint in {resume} (expected {STATE_FILE} or checkpoints/iter_*)")
     return found
+
+
+def _make_run_folder(run_dir: Path) -> None:
+    """Create the run folder, or say in one line why it cannot be (the output folder is a file, read-only, ...)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(error.errno, f"run.output_dir: cannot write the run folder {run_dir}: "
+                                   f"{error.strerror or error}") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, removed if the write fails (a full disk)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class Terminated(SystemExit):
+    """SIGTERM (what ``kill``, ``timeout``, Docker and schedulers send) reached a job: it ends KILLED, like Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+        self.run_dir: Optional[Path] = None  # the run it ended, once known
+
+
+@contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (so the run is closed KILLED) instead of ending the
+    process at once. Only in the main thread and only where nobody else handles SIGTERM (a Ray worker does)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
@@ -556,9 +646,10 @@ def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
 
 def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
           on_evaluation: Optional[EvaluationCallback] = None) -> TrainResult:
-    """Run a whole training job; see :class:`Trainer`."""
-    return Trainer(config, tracker, progress, on_evaluation).run()
+    """Run a whole training job; see :class:`Trainer`. SIGTERM ends it KILLED (:func:`terminate_as_exit`)."""
+    with terminate_as_exit():
+        return Trainer(config, tracker, progress, on_evaluation).run()
 
 
-__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
+__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "Terminated", "TrainResult", "Trainer", "terminate_as_exit", "prepare_env", "run_name", "train", "tokenizer_corpus"]
 

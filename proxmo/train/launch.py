@@ -12,9 +12,11 @@ from rich.table import Table
 
 from proxmo.train.config import ConfigError, config_lines, load_config
 from proxmo.train.report import learning_gain, success_table
+from proxmo.train.runfolder import RunFolderBusy
 
-# Errors a user can fix from the message alone; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ConfigError, FileNotFoundError, ValueError, KeyError, ImportError, PermissionError, ConnectionError)
+# Errors a user can fix from the message alone (a full disk and a busy run folder included); anything else is a
+# bug and keeps its traceback.
+USER_ERRORS = (ConfigError, ValueError, KeyError, ImportError, OSError, RunFolderBusy)
 
 
 def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool = False, show_config: bool = False,
@@ -40,11 +42,16 @@ def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool 
         for line in config_lines(resolved):
             console.print(escape(line), highlight=False)
         return 0
-    from proxmo.train.job import train
+    from proxmo.train.job import Terminated, train
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build
     try:
         result = train(resolved, progress=not quiet)
+    except Terminated as stop:
+        folder = escape(str(stop.run_dir)) if stop.run_dir else "<its run folder>"
+        console.print(f"[red]terminated[/red] (SIGTERM): the run ended KILLED; continue it with run.resume={folder}",
+                      soft_wrap=True)
+        return int(stop.code)
     except USER_ERRORS as error:
         if debug:
             raise

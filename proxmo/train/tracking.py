@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, runtime_checkable
 
+from proxmo.train.runfolder import repair_cut_line, writer_alive
+
 logger = logging.getLogger(__name__)
 
 STATUSES = ("FINISHED", "FAILED", "KILLED")
@@ -132,8 +134,12 @@ class NullTracker(_ClosingContext):
 def _write_json(path: Path, data: Any) -> None:
     """Write ``data`` atomically, so a crash never leaves half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
@@ -150,6 +156,7 @@ class JsonlTracker(_ClosingContext):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        repair_cut_line(self.folder / "metrics.jsonl")  # what follows starts on a line of its own
         (self.folder / "status.json").unlink(missing_ok=True)  # the run is live (again)
         self._lock = threading.Lock()
 
@@ -238,7 +245,40 @@ def _client(tracking_uri: Optional[str]):
         raise ImportError("MLflow tracking needs the 'mlflow' package; install it, or use run.tracker=jsonl "
                           "and send the run later with `proxmo sync RUN_DIR`") from error
     uri = tracking_uri or mlflow.get_tracking_uri()
+    prepare_store(uri)
     return mlflow.MlflowClient(tracking_uri=uri), uri
+
+
+_PREPARED: Set[str] = set()
+
+
+def prepare_store(uri: str) -> None:
+    """Create a SQLite tracking store's schema once, whoever comes first.
+
+    MLflow creates a fresh SQLite store's tables (and runs its migrations) in the first process that opens
+    it; two processes doing that at once fail, and may leave the store unusable. The first opening is done
+    under an exclusive lock on ``<database>.lock``: the others wait, then find the schema made. Other stores
+    (a server, PostgreSQL, a folder) are left to MLflow.
+    """
+    prefix = "sqlite:///"
+    if uri in _PREPARED or not uri.startswith(prefix):
+        return
+    path = uri[len(prefix):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    import fcntl
+
+    import mlflow
+
+    database = Path(path).resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates the schema if missing
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _PREPARED.add(uri)
 
 
 class MlflowTracker(_ClosingContext):
@@ -384,12 +424,18 @@ class MlflowTracker(_ClosingContext):
         if self.local is None:
             self.client.set_terminated(self.run_id, status)
             return
-        self.local.close(status)
+        unwritable = None
+        try:
+            self.local.close(status)
+        except OSError as error:  # the folder cannot take the status (a full disk): MLflow still gets it
+            unwritable = error
         self._last_try = -float("inf")
         self._send(lambda: self.client.set_terminated(self.run_id, status))
         if self.behind:
             logger.warning("MLflow run %s misses part of this run; send it when %s answers: proxmo sync %s",
                            self.run_id, self.tracking_uri, self.local.folder)
+        if unwritable is not None:
+            raise unwritable
 
 
 def _tags(tags: Mapping[str, Any]):
@@ -437,6 +483,7 @@ def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str
     if not (folder / "metrics.jsonl").is_file() and not (folder / "params.json").is_file():
         raise FileNotFoundError(f"{folder}: not a run folder (no metrics.jsonl or params.json)")
     link = _read_json(folder / LINK_FILE)
+    check_tracking_server(tracking_uri or link.get("tracking_uri"))  # a dead server: seconds, not minutes
     if link:
         client, uri = _client(tracking_uri or link["tracking_uri"])
         run_id = link["run_id"]
@@ -451,12 +498,12 @@ def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str
 
 def close_abandoned(folder: str | Path, status: str) -> bool:
     """End a run whose job died without closing it (killed by a signal, its machine lost): ``status.json`` and
-    the linked MLflow run (if still RUNNING) get ``status``. A run that was closed is left alone. Answers
-    whether it was abandoned. A retry continues the same run (back to RUNNING)."""
+    the linked MLflow run (if still RUNNING) get ``status``. A run that was closed, or whose folder a live job
+    still writes, is left alone. Answers whether it was abandoned. A retry continues the same run (back to RUNNING)."""
     folder = Path(folder)
     _check_status(status)
-    if not folder.is_dir() or (folder / "status.json").exists():
-        return False
+    if not folder.is_dir() or (folder / "status.json").exists() or writer_alive(folder):
+        return False  # ended, never started, or still written by a live job
     _write_json(folder / "status.json", {"status": status, "time": time.time()})
     link = _read_json(folder / LINK_FILE)
     if link:
@@ -550,5 +597,6 @@ def make_tracker(kind: str, folder: str | Path, experiment: str, run_name: str, 
 
 
 __all__ = ["JsonlTracker", "MlflowTracker", "NullTracker", "SkipLogged", "STATUSES", "TRACKER_KINDS", "Tracker",
-           "check_tracking_server", "check_tracking_uri", "close_abandoned", "flatten_params", "make_tracker", "read_metrics",
+           "check_tracking_server", "check_tracking_uri", "close_abandoned", "flatten_params", "make_tracker", "prepare_store",
+           "read_metrics",
            "skip_logged", "sync_run"]

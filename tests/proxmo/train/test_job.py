@@ -221,8 +221,10 @@ def test_a_third_environment_trains_through_the_job_without_changes_to_proxmo(tm
 def test_run_seed_seeds_the_model_unless_the_model_has_its_own(tmp_path):
     from proxmo.train.job import Trainer
 
-    def weights(run_seed, **model):
-        data = _alfworld(tmp_path, f"w{run_seed}{model}", action_mode="choose")
+    names = iter(range(100))
+
+    def weights(run_seed, **model):  # every call a run of its own
+        data = _alfworld(tmp_path, f"w{next(names)}", action_mode="choose")
         data["model"] = {**data["model"], **model}
         data["run"]["seed"] = run_seed
         trainer = Trainer(build_config(data), progress=False)

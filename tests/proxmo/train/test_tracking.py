@@ -337,3 +337,29 @@ def test_tracking_uri_schemes_are_checked_when_the_config_loads(uri, ok):
     else:
         with pytest.raises(ConfigError, match="run.tracking_uri"):
             build_config({"run": {"tracking_uri": uri}})
+
+
+def test_jobs_started_together_on_a_fresh_sqlite_store_all_record_their_runs(tmp_path):
+    # Each process opens the store at the same instant: MLflow creates a fresh store's schema in whoever comes
+    # first, and two at once failed (and could leave the store unusable for every later run).
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    code = ("import sys, time; from proxmo.train.tracking import MlflowTracker; import mlflow; "
+            "start = float(sys.argv[2])\n"
+            "while time.time() < start: time.sleep(0.001)\n"
+            "t = MlflowTracker('together', run_name='w' + sys.argv[3], tracking_uri=sys.argv[1]); "
+            "t.log_metrics({'x': 1.0}, step=1); t.close()")
+    import time
+
+    start = time.time() + 10  # every process has imported MLflow by then
+    processes = [subprocess.Popen([sys.executable, "-c", code, uri, str(start), str(i)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for i in range(4)]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, outputs[0][-2000:]
+    tracker = MlflowTracker("together", run_name="later", tracking_uri=uri)  # the store still works afterwards
+    tracker.close()
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("together").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["later", "w0", "w1", "w2", "w3"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

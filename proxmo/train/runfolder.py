@@ -1,0 +1,123 @@
+"""A run folder has one live writer: the lock that says who it is, and the checks a writer makes before writing.
+
+The lock is an ``flock`` on ``RUN_DIR/writer.lock``, held for the life of the job: the kernel drops it when
+the process ends in any way (SIGKILL included), so a dead job never blocks a resume, and a second job
+started on a live folder is refused with one line naming the first (pid and host from ``process.json``).
+``flock`` is local to one machine; on a shared network folder two hosts are not kept apart (say so to a
+cluster's users: give each job its own ``run.name``).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = "writer.lock"
+PROCESS_FILE = "process.json"
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process writes this run folder."""
+
+
+class WriterLock:
+    """The exclusive right to write one run folder (see the module docstring); :meth:`release` gives it up."""
+
+    def __init__(self, folder: Path, handle: int):
+        self.folder = folder
+        self._handle: Optional[int] = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            os.close(self._handle)  # closing the descriptor drops the flock
+            self._handle = None
+
+    @property
+    def held(self) -> bool:
+        return self._handle is not None
+
+
+def _try_lock(folder: Path) -> Optional[int]:
+    """The descriptor of the folder's lock, taken; None when another process holds it."""
+    import fcntl
+
+    handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(handle)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return handle
+
+
+def acquire_writer(folder: str | Path) -> WriterLock:
+    """Take ``folder``'s writer lock (the folder must exist), or raise :class:`RunFolderBusy` saying who holds it."""
+    folder = Path(folder)
+    handle = _try_lock(folder)
+    if handle is None:
+        raise RunFolderBusy(f"run folder {folder} is being written by {describe_writer(folder)}; wait for it to end "
+                            f"(or stop it), then continue it with run.resume={folder}; or choose another run.name")
+    return WriterLock(folder, handle)
+
+
+def writer_alive(folder: str | Path) -> bool:
+    """Whether a live process holds ``folder``'s writer lock (a folder without one has no writer)."""
+    folder = Path(folder)
+    if not (folder / LOCK_FILE).exists():
+        return False
+    handle = _try_lock(folder)
+    if handle is None:
+        return True
+    os.close(handle)
+    return False
+
+
+def describe_writer(folder: Path) -> str:
+    """``process 123 on host`` from the folder's ``process.json``, or ``another process``."""
+    try:
+        process = json.loads((folder / PROCESS_FILE).read_text())
+        return f"process {process['pid']} on {process['host']}"
+    except (OSError, ValueError, KeyError):
+        return "another process"
+
+
+def repair_cut_line(path: str | Path) -> bool:
+    """Drop a cut-off last line (a job that died while writing it) from a JSON-lines file, so that the next
+    line appended starts on a line of its own. Answers whether a line was dropped."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size == 0:
+        return False
+    with open(path, "rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return False
+        keep, block = 0, 1 << 16
+        end = size
+        while end > 0:  # find the last newline from the end, a block at a time
+            start = max(0, end - block)
+            handle.seek(start)
+            found = handle.read(end - start).rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            end = start
+        handle.truncate(keep)
+    logger.warning("%s: dropped a cut-off last line (%d bytes) left by a job that died while writing it",
+                   path, size - keep)
+    return True
+
+
+__all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "WriterLock", "acquire_writer", "describe_writer",
+           "repair_cut_line", "writer_alive"]
