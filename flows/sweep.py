@@ -13,7 +13,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
-from proxmo.train.config import load_config
+from proxmo.train.config import check_path_component, load_config
+from tasks.study import Heartbeats, ask, open_study, study_storage, use_worker_stream
 from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
@@ -99,6 +100,7 @@ def sweep_flow(
     import optuna
 
     logger = get_run_logger()
+    check_path_component(name, "name")  # the study's folder
     if objective not in OBJECTIVES:
         raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
     make_pruner(pruner)  # a bad name fails here, before any trial
@@ -113,44 +115,54 @@ def sweep_flow(
     _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
     # like MLflow's own default store: a file in the working directory, which `proxmo ui` reads too
     storage = storage or os.environ.get("PROXMO_OPTUNA_STORAGE") or f"sqlite:///{Path.cwd().resolve() / 'optuna.db'}"
-    study = optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, n_trials)),
-        pruner=make_pruner(pruner),
-    )
-    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # its job died with an earlier run of the flow
+    startup = min(8, n_trials)
+    storage_backend = study_storage(storage)
+    study = open_study(name, storage_backend, make_pruner(pruner), startup)  # fails dead workers' trials, not live ones
     flow_run_id = str(flow_run.get_id() or "")
     parent = parent_run(experiment, name, "study", tracking_uri, {"prefect.flow_run_id": flow_run_id})
     metric = "val/success"
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        with ray_session(launcher, ray_address):
+        first_trial = None
+        with ray_session(launcher, ray_address), Heartbeats(storage_backend) as heartbeats:
             while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
                 left = n_trials - len(study.get_trials(deepcopy=False, states=finished))
-                trials = [study.ask() for _ in range(min(concurrency, left))]
-                jobs = []
-                for trial in trials:
-                    values = {n: (k, trial.suggest_float(n, low, high, log=log))
-                              for n, (k, low, high, log) in space.items()}
-                    trial_jobs = []
-                    for index, job_seed in enumerate(seeds):
-                        data = _config(preset, overrides, values, name, trial.number, output_dir, job_seed,
-                                       several=len(seeds) > 1)
-                        data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
-                                           parent_run_id=parent.run_id)
-                        data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
-                                               "prefect.flow_run_id": flow_run_id}
-                        # The first seed's evaluations are the trial's intermediate values; every seed's job
-                        # asks the pruner, so a pruned trial stops all of them.
-                        reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
-                                    "pruner": pruner, "report": index == 0}
-                        trial_jobs.append(train_job.with_options(retries=0).submit(
-                            data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
-                            else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
-                    jobs.append(trial_jobs)
-                for trial, trial_jobs in zip(trials, jobs):
-                    _tell(study, trial, trial_jobs, seeds, objective, logger)
+                trials = []
+                for _ in range(min(concurrency, left)):
+                    trial = ask(study)
+                    heartbeats.add(trial._trial_id)
+                    trials.append(trial)
+                    if first_trial is None:  # this worker's own sampler stream, before anything is sampled
+                        first_trial = trial.number
+                        use_worker_stream(study, seed, first_trial, startup)
+                try:
+                    jobs = []
+                    for trial in trials:
+                        values = {n: (k, trial.suggest_float(n, low, high, log=log))
+                                  for n, (k, low, high, log) in space.items()}
+                        trial_jobs = []
+                        for index, job_seed in enumerate(seeds):
+                            data = _config(preset, overrides, values, name, trial.number, output_dir, job_seed,
+                                           several=len(seeds) > 1)
+                            data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
+                                               parent_run_id=parent.run_id)
+                            data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
+                                                   "prefect.flow_run_id": flow_run_id}
+                            # The first seed's evaluations are the trial's intermediate values; every seed's job
+                            # asks the pruner, so a pruned trial stops all of them.
+                            reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
+                                        "pruner": pruner, "report": index == 0}
+                            trial_jobs.append(train_job.with_options(retries=0).submit(
+                                data, launcher, num_gpus, ray_address, num_cpus, reporter) if launcher == "ray"
+                                else _run_now(data, launcher, num_gpus, ray_address, num_cpus, reporter))
+                        jobs.append(trial_jobs)
+                    for trial, trial_jobs in zip(trials, jobs):
+                        _tell(study, trial, trial_jobs, seeds, objective, logger)
+                        heartbeats.discard(trial._trial_id)
+                except BaseException:  # interrupted: this worker's unfinished trials end FAIL, not RUNNING for ever
+                    for trial in trials:
+                        _fail_if_running(storage_backend, study, trial)
+                    raise
         best = study.best_trial if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) else None
         rows = _trial_rows(study, space)
         _log_trials(parent, rows, best)
@@ -201,6 +213,13 @@ def _tell(study, trial, jobs, seeds: List[int], objective: str, logger) -> None:
     value = sum(values.values()) / len(values)
     study.tell(trial, value)
     logger.info("trial %d: %s -> %.3f (per seed %s)", trial.number, trial.params, value, values)
+
+
+def _fail_if_running(storage, study, trial) -> None:
+    import optuna
+
+    if storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 def _trial_rows(study, space) -> List[Dict[str, Any]]:

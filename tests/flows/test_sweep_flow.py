@@ -130,3 +130,25 @@ def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_p
     assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs)  # both seeds stopped, not only the first
     with pytest.raises(ValueError, match="seeds: give distinct seeds"):
         sweep_flow(name="bad-seeds", n_trials=1, pruner="none", **{**common, "seeds": [1, 1]})
+
+
+def test_a_second_worker_on_the_study_leaves_the_live_trial_alone_and_samples_its_own_stream(tmp_path):
+    from tasks.study import Heartbeats, ask, open_study, study_storage, use_worker_stream
+    from tasks.training import make_pruner
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first_worker = study_storage(storage, heartbeat_s=1)
+    study = open_study("shared", first_worker, make_pruner("none"))
+    with Heartbeats(first_worker) as beats:
+        live = ask(study)  # the first worker's trial, still training
+        use_worker_stream(study, 0, live.number)
+        beats.add(live._trial_id)
+        live_params = {"delta": live.suggest_float("delta", 0.01, 0.3, log=True),
+                       "tau": live.suggest_float("tau", 0.02, 1.0, log=True)}
+        sweep_flow(preset="configs/alfworld_demo.yaml", name="shared", n_trials=1, concurrency=1, overrides=TINY,
+                   storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none", seed=0)
+        trials = optuna.load_study(study_name="shared", storage=storage).trials
+        assert [t.state.name for t in trials] == ["RUNNING", "COMPLETE"]
+        assert trials[1].params != live_params  # the same seed, its own stream
+        study.tell(live, 0.5)  # the first worker finishes its trial
+    assert optuna.load_study(study_name="shared", storage=storage).trials[0].state.name == "COMPLETE"
