@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
 from proxmo.results import RunSummary, compare_variants, markdown_table
-from proxmo.train.config import load_config
+from proxmo.train.config import check_path_component, load_config
 from tasks.training import parent_run, publish_results, run_jobs
 
 PAPER_VARIANTS: Dict[str, List[str]] = {
@@ -77,6 +77,9 @@ def ablate_flow(
     """
     logger = get_run_logger()
     variants = variants or dict(PAPER_VARIANTS)
+    check_path_component(name, "name")  # the ablation's folder
+    for variant in variants:  # each becomes a run name
+        check_path_component(variant, "variant")
     seeds = seeds if seeds is not None else [0, 1, 2]
     if baseline is None:
         baseline = "grpo" if "grpo" in variants else next(iter(variants))

@@ -32,9 +32,20 @@ def _parse_overrides(pairs: List[str]) -> dict:
 
 
 def _read_records(path: Path) -> list:
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise typer.BadParameter(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})",
+                                 param_hint="INPUT") from None
     if text.lstrip().startswith("["):
-        return json.loads(text)
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise typer.BadParameter(f"{path}:{error.lineno}:{error.colno}: not a valid JSON list ({error.msg})",
+                                     param_hint="INPUT") from None
+        if not all(isinstance(record, dict) for record in records):
+            raise typer.BadParameter(f"{path}: the JSON list must hold one object per step", param_hint="INPUT")
+        return records
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -75,10 +86,10 @@ def advantages(
     try:
         config = AdvantageConfig(estimator=estimator, preset=preset, **_parse_overrides(set_))
         batch = StepBatch.from_records(records)
-    except (ValidationError, ValueError, TypeError, KeyError) as error:
-        console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(code=2) from error
-    result = compute_advantages(batch, config)
+        result = compute_advantages(batch, config)
+    except (ValidationError, ValueError, TypeError, KeyError, MemoryError) as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
     if out is not None:
         with out.open("w") as handle:
             for record, total, episode, step in zip(records, result.advantages, result.episode, result.step):
@@ -214,9 +225,13 @@ def ablate(
         label, sep, text = item.partition("=")
         if not sep or not label.strip():
             raise typer.BadParameter(f"expected NAME=OVERRIDES, got {item!r}", param_hint="--variant")
+        if label.strip() in grid:
+            raise typer.BadParameter(f"variant {label.strip()!r} is given twice; give each variant its own name",
+                                     param_hint="--variant")
         grid[label.strip()] = shlex.split(text)
     if launcher not in ("local", "ray"):
         raise typer.BadParameter(f"expected local or ray, got {launcher!r}", param_hint="--launcher")
+    _check_stores(tracking_uri)
     try:
         result = ablate_flow(preset=str(preset), variants=grid or dict(PAPER_VARIANTS), seeds=list(seeds),
                              overrides=list(overrides or []), name=name, output_dir=output_dir, baseline=baseline,
@@ -254,6 +269,7 @@ def sweep(
         raise typer.BadParameter(f"expected local or ray, got {launcher!r}", param_hint="--launcher")
     if objective not in ("final", "auc"):
         raise typer.BadParameter(f"expected final or auc, got {objective!r}", param_hint="--objective")
+    _check_stores(tracking_uri, storage)
     try:
         result = sweep_flow(preset=str(preset), name=name, n_trials=trials, concurrency=concurrency, params=list(param),
                             objective=objective, pruner=pruner, overrides=list(overrides or []), storage=storage,
@@ -269,6 +285,22 @@ def sweep(
     console.print(table)
     console.print(f"best: {result['best_params']} -> {result['best_value']}; parent MLflow run: {result['parent_run_id']}",
                   soft_wrap=True)
+
+
+def _check_stores(tracking_uri: Optional[str], storage: Optional[str] = None) -> None:
+    """A dead MLflow server or an Optuna storage that cannot be opened ends the command in one line, exit 2,
+    before the flow starts."""
+    from proxmo.train.tracking import check_tracking_server
+
+    try:
+        check_tracking_server(tracking_uri)
+        if storage is not None:
+            from tasks.study import check_storage
+
+            check_storage(storage)
+    except (ConnectionError, ValueError) as error:
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
 
 
 @app.command()

@@ -284,8 +284,8 @@ def make_webshop(server_url: Optional[str] = None, **config: Any) -> Any:
     With ``server_url`` the environment talks to a running WebShop server over HTTP (see
     ``envs.webshop.remote``); otherwise it is the in-process shop configured by ``config``.
     """
-    if server_url is not None:
-        from envs.webshop.remote import RemoteWebShopEnv
+    if server_url is not None:  # the built-in shop's own options (its catalog size, ...) do not apply to a server
+        from envs.webshop.remote import RemoteWebShopEnv, remote_options
 
-        return RemoteWebShopEnv(server_url, **config)
+        return RemoteWebShopEnv(server_url, **{k: v for k, v in config.items() if k in remote_options()})
     return WebShopEnv(**config)

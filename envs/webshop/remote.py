@@ -29,6 +29,22 @@ from envs.webshop.pages import SEARCH_PLACEHOLDER
 from envs.webshop.scoring import check_reward_mode, purchase_reward
 
 
+def check_server_url(url: Any) -> str:
+    """``url`` if it is an http(s) address with a host, else a ValueError naming ``server_url``."""
+    parsed = urllib.parse.urlparse(str(url or ""))
+    if not isinstance(url, str) or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"server_url: expected the http(s) address of a WebShop server, e.g. "
+                         f"http://127.0.0.1:36001, got {url!r}")
+    return url
+
+
+def remote_options() -> frozenset:
+    """The options the server adapter takes (the built-in shop's own, such as ``num_products``, do not apply)."""
+    import inspect
+
+    return frozenset(p for p in inspect.signature(RemoteWebShopEnv.__init__).parameters if p != "self")
+
+
 class RemoteWebShopEnv:
     """The ``TextEnv`` protocol over a WebShop server's HTTP text interface.
 
@@ -56,7 +72,7 @@ class RemoteWebShopEnv:
         timeout_s: float = 30.0,
         episode_seed: int = 0,
     ) -> None:
-        self.base = server_url.rstrip("/")
+        self.base = check_server_url(server_url).rstrip("/")
         self.split = split
         self.num_goals = num_goals
         self.max_steps = max_steps

@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 from envs.base import EnvSpec, Info
 from envs.webshop.env import WebShopEnv
-from envs.webshop.remote import RemoteWebShopEnv
+from envs.webshop.remote import RemoteWebShopEnv, check_server_url
 
 _PRICE = re.compile(r",?\s*and price lower than .*$", re.I)
 _OPENING = re.compile(r"^(i need|i want|i am looking for|i'm looking for|find me|looking for)\s+(an? )?", re.I)
@@ -50,6 +50,15 @@ def _option_names() -> frozenset:
     return frozenset(names)
 
 
+def _check_options(options) -> None:
+    """A server address is checked when the config is read, not when the first environment connects."""
+    if "server_url" in options and options["server_url"] is not None:
+        try:
+            check_server_url(options["server_url"])
+        except ValueError as error:
+            raise ValueError(f"env.options.{error}") from None
+
+
 WEBSHOP = EnvSpec(
     intro="You are an expert agent shopping on the WebShop e-commerce site.",
     train_split="train",
@@ -59,4 +68,5 @@ WEBSHOP = EnvSpec(
     candidates=candidates,
     options=_option_names(),
     corpus=lambda info: [str(info.get("instruction", ""))],
+    check_options=_check_options,
 )

@@ -24,7 +24,7 @@ class AdvantageConfig(BaseModel):
     reference runs.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_assignment=True, allow_inf_nan=False)
 
     estimator: str = Field("proxmo", description="Registered estimator name: grpo, gigpo, proxmo, ...")
     preset: Preset = Field(

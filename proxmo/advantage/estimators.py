@@ -73,14 +73,31 @@ register_estimator(
 )
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(total: np.ndarray, prepared) -> None:
+    """Advantages are returned as float32: rewards so large that their statistics overflow are an error that says
+    so, not NaN or infinity handed to a trainer."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ~np.isfinite(total) | (np.abs(total) > FLOAT32_MAX)
+    if bad.any():
+        largest = float(np.max(np.abs(prepared.reward))) if len(prepared.reward) else 0.0
+        raise ValueError(f"advantages: {int(bad.sum())} of {len(total)} rows overflow (the largest |reward| is "
+                         f"{largest:.3g}, and returns, group means and deviations must stay within float range); "
+                         "scale the rewards down, e.g. to [-1e6, 1e6]")
+
+
 def compute_advantages(batch: StepBatch, config: Optional[AdvantageConfig] = None) -> AdvantageResult:
     """Advantages of every row of ``batch`` under ``config`` (ProxMO with paper defaults if omitted)."""
     if not isinstance(batch, StepBatch):
         raise TypeError(f"batch: expected a StepBatch, got {type(batch).__name__}")
     config = (config or AdvantageConfig()).resolved()
     prepared = batch.prepared
-    parts = ESTIMATORS[config.estimator].compute(prepared, config)
-    total = parts.episode + config.step_weight * parts.step
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once, as an error
+        parts = ESTIMATORS[config.estimator].compute(prepared, config)
+        total = parts.episode + config.step_weight * parts.step
+    _check_finite(total, prepared)
     diagnostics = {
         "rows": float(prepared.n_rows),
         "groups": float(prepared.n_groups),

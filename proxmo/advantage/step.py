@@ -113,20 +113,15 @@ def similar_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageC
     return _cluster_normalize(returns, pair_cluster[pairs.row_pair], offset, config)
 
 
-def _group_blocks(vectors, pairs: AnchorPairs, n_groups: int) -> Callable[[int], np.ndarray]:
-    """Similarity blocks S_g = V_g V_g^T of each group's distinct anchors, from vectors of all anchors.
+def _group_vectors(vectors, pairs: AnchorPairs, n_groups: int) -> Callable[[int], np.ndarray]:
+    """Dense vectors V_g (m_g, k_g) of each group's distinct anchors, from vectors of all anchors.
 
-    Sparse vectors are gathered once for all pairs; each group's block is then built on only the
-    columns that group uses, so a block costs O(m_g^2 x its own vocabulary), never O(N^2).
+    Sparse vectors are gathered once for all pairs; each group's vectors keep only the columns that
+    group uses, so its similarity block V_g V_g^T costs O(m_g^2 x its own vocabulary), never O(N^2).
     """
     if not sp.issparse(vectors):
         dense = np.asarray(vectors, dtype=np.float64)
-
-        def dense_block(g: int) -> np.ndarray:
-            v = dense[pairs.anchor[pairs.group_start[g] : pairs.group_start[g + 1]]]
-            return v @ v.T
-
-        return dense_block
+        return lambda g: dense[pairs.anchor[pairs.group_start[g] : pairs.group_start[g + 1]]]
 
     csr = sp.csr_matrix(vectors)
     n_features = max(csr.shape[1], 1)
@@ -144,47 +139,77 @@ def _group_blocks(vectors, pairs: AnchorPairs, n_groups: int) -> Callable[[int],
     group_columns = rank[(np.arange(n_groups) + 1) * n_features] - rank[np.arange(n_groups) * n_features]
     entry_bound = entry_start[pairs.group_start]
 
-    def sparse_block(g: int) -> np.ndarray:
+    def sparse_vectors(g: int) -> np.ndarray:
         lo, hi = entry_bound[g], entry_bound[g + 1]
         v = np.zeros((pairs.group_start[g + 1] - pairs.group_start[g], group_columns[g]))
         v[entry_pair[lo:hi] - pairs.group_start[g], local_column[lo:hi]] = value[lo:hi]
-        return v @ v.T
+        return v
 
-    return sparse_block
+    return sparse_vectors
 
 
 def _vectorize(batch: PreparedBatch, pairs: AnchorPairs, config: AdvantageConfig) -> Callable[[int], np.ndarray]:
-    """A function giving the similarity block (m_g, m_g) of group g's distinct anchors."""
+    """A function giving the dense vectors (m_g, k_g) of group g's distinct anchors."""
     backend = SIMILARITY_BACKENDS[config.similarity_backend]
     if config.fit_scope == "batch":
         anchor_count = segment_sum(pairs.count, pairs.anchor, len(batch.anchors))
         vectors = backend.vectorize(batch.anchors, anchor_count, batch.n_rows, config)
-        return _group_blocks(vectors, pairs, batch.n_groups)
+        return _group_vectors(vectors, pairs, batch.n_groups)
 
-    def block_per_group(g: int) -> np.ndarray:
+    def vectors_per_group(g: int) -> np.ndarray:
         lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
         texts = [batch.anchors[a] for a in pairs.anchor[lo:hi]]
-        v = backend.vectorize(texts, pairs.count[lo:hi], int(pairs.count[lo:hi].sum()), config)
-        return _dense(v @ v.T)
+        return np.asarray(_dense(backend.vectorize(texts, pairs.count[lo:hi], int(pairs.count[lo:hi].sum()), config)),
+                          dtype=np.float64)
 
-    return block_per_group
+    return vectors_per_group
+
+
+BLOCK_CELLS = 1 << 22
+"""Similarity cells (float64) held at once per row block of a group: 32 MiB, whatever the group's size."""
+WHOLE_BLOCK_FACTOR = 4
+"""Arrays of a group's full m x m size the adaptive temperature holds at once (similarity, logits, weights, squares)."""
+
+
+def _check_whole_block(m: int, group: int) -> None:
+    """The adaptive temperature needs a group's whole similarity block: say what it costs before allocating it."""
+    need = WHOLE_BLOCK_FACTOR * 8 * m * m
+    available = _available_memory()
+    if available is not None and need > available:
+        raise MemoryError(f"episode group {group} has {m:,} distinct anchors: the adaptive temperature "
+                          f"(target_group_size) needs its whole {m:,} x {m:,} similarity, about {need / 2**30:.1f} "
+                          f"GiB, and {available / 2**30:.1f} GiB is available; set a fixed temperature (it computes "
+                          "such groups in blocks) or use smaller groups")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None where it cannot be told."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _dense(matrix) -> np.ndarray:
     return matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
 
 
-def _soft_weights(similarity: np.ndarray, temperature: float, exclude_self: np.ndarray | None = None) -> np.ndarray:
-    """Softmax numerators exp((S - shift) / tau) between a group's distinct anchors (m, m).
+def _soft_weights(similarity: np.ndarray, temperature: float, exclude_self: np.ndarray | None = None,
+                  first_column: int = 0) -> np.ndarray:
+    """Softmax numerators exp((S - shift) / tau) between some of a group's distinct anchors (rows) and all of
+    them (columns): (b, m), row i being anchor ``first_column + i``.
 
-    The shift is each row's largest logit. ``exclude_self`` marks distinct anchors that stand for a
-    single row under leave-one-out: their diagonal weight is dropped (set to 0) and left out of the
-    maximum.
+    The shift is each row's largest logit. ``exclude_self`` (b,) marks distinct anchors that stand for a
+    single row under leave-one-out: their own weight is dropped (set to 0) and left out of the maximum.
     """
     logits = similarity / temperature
     if exclude_self is not None and exclude_self.any():
-        logits = logits.copy()
-        np.fill_diagonal(logits, np.where(exclude_self, -np.inf, np.diagonal(logits)))
+        own = (np.arange(len(logits)), first_column + np.arange(len(logits)))
+        logits[own] = np.where(exclude_self, -np.inf, logits[own])
     shift = logits.max(axis=1)
     shift[~np.isfinite(shift)] = 0.0  # a group with a single row: nothing to weigh
     return np.exp(logits - shift[:, None])
@@ -223,21 +248,31 @@ def soft_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConf
     """
     pairs = anchor_pairs(batch)
     pair_return = segment_sum(returns, pairs.row_pair, len(pairs.group))
-    block = _vectorize(batch, pairs, config)
+    group_vectors = _vectorize(batch, pairs, config)
     n_pairs = len(pairs.group)
     other_num, other_den, other_sq, own = (np.empty(n_pairs) for _ in range(4))
+    exclude_all = (pairs.count == 1) if config.leave_one_out else None
     for g in range(batch.n_groups):
         lo, hi = pairs.group_start[g], pairs.group_start[g + 1]
-        similarity, count = block(g), pairs.count[lo:hi]
+        vectors, count = group_vectors(g), pairs.count[lo:hi]
         temperature = config.temperature
         if config.target_group_size is not None:
-            temperature = _adaptive_temperature(similarity, count, config.target_group_size)
-        weights = _soft_weights(similarity, temperature, (count == 1) if config.leave_one_out else None)
-        own[lo:hi] = np.diagonal(weights)
-        np.fill_diagonal(weights, 0.0)
-        other_num[lo:hi] = weights @ pair_return[lo:hi]
-        other_den[lo:hi] = weights @ count
-        other_sq[lo:hi] = (weights * weights) @ count
+            _check_whole_block(hi - lo, g)
+            temperature = _adaptive_temperature(vectors @ vectors.T, count, config.target_group_size)
+        # Rows of the group in blocks: each row's softmax needs only its own similarities, so a group of any
+        # size costs BLOCK_CELLS of memory at a time, never m x m.
+        step = max(1, BLOCK_CELLS // max(hi - lo, 1))
+        for start in range(0, hi - lo, step):
+            stop = min(start + step, hi - lo)
+            rows = slice(lo + start, lo + stop)
+            exclude = exclude_all[rows] if exclude_all is not None else None
+            weights = _soft_weights(vectors[start:stop] @ vectors.T, temperature, exclude, first_column=start)
+            diagonal = (np.arange(stop - start), np.arange(start, stop))
+            own[rows] = weights[diagonal]
+            weights[diagonal] = 0.0
+            other_num[rows] = weights @ pair_return[lo:hi]
+            other_den[rows] = weights @ count
+            other_sq[rows] = (weights * weights) @ count
 
     p = pairs.row_pair
     w = own[p]

@@ -19,7 +19,7 @@ class ModelConfig(BaseModel):
     ``kind="gguf"`` loads a GGUF checkpoint through transformers.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     kind: ModelKind = Field(
         "tiny",

@@ -21,8 +21,23 @@ from proxmo.policy import ModelConfig
 from proxmo.rollout.prompts import PromptStyle
 from proxmo.train.tracking import check_tracking_uri
 
+MAX_ENVIRONMENTS = 10_000
+"""Most environments a run keeps live at once (rollouts of one iteration, or evaluation episodes side by side).
+Each holds its game or shop in memory and is built before the first step; the reference runs use 128."""
+
+
+def check_path_component(value: str, field: str) -> str:
+    """``value`` if it names one folder inside another (a run, a variant, a study), else a ValueError naming ``field``:
+    no ``/`` or ``\\``, not ``.`` or ``..``, not empty, no control characters."""
+    if (not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value or "\\" in value
+            or any(ord(c) < 32 for c in value)):
+        raise ValueError(f"{field}: {value!r} must name one folder (no '/', '\\', '.' or '..', not empty), "
+                         "e.g. proxmo-seed0")
+    return value
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EnvConfig(_Section):
@@ -141,6 +156,11 @@ class RunConfig(_Section):
     )
     tags: Dict[str, str] = Field(default_factory=dict, description="Extra tags of the run (e.g. the Prefect flow-run id).")
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_path_component(value, "run.name")
+
     @field_validator("tracking_uri")
     @classmethod
     def _tracking_scheme(cls, value: Optional[str]) -> Optional[str]:
@@ -180,6 +200,12 @@ class TrainConfig(_Section):
         if r.group_size < 2:
             raise ValueError(f"rollout.group_size: {r.group_size} gives each episode a group of its own, so group "
                              "baselines are empty; set rollout.group_size >= 2")
+        for where, count in (("rollout.n_groups x rollout.group_size", r.n_groups * r.group_size),
+                             ("eval.batch", self.eval.batch)):
+            if count > MAX_ENVIRONMENTS:
+                raise ValueError(f"{where}: {count:,} environments at once is past the limit of {MAX_ENVIRONMENTS:,} "
+                                 "(each holds a live environment in memory and all are built before the first step; "
+                                 "the reference runs use 16 x 8 = 128)")
         if o.mini_batches > r.n_groups * r.group_size:
             raise ValueError(f"optim.mini_batches: {o.mini_batches} exceeds the {r.n_groups * r.group_size} episodes "
                              "of a batch (rollout.n_groups x rollout.group_size); lower it")
@@ -263,7 +289,11 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
         if not file.is_file():
             raise ConfigError(f"config file {str(file)!r} does not exist")
         try:
-            loaded = yaml.safe_load(file.read_text())
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"config file {str(file)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+        except OSError as error:
+            raise ConfigError(f"config file {str(file)!r} cannot be read: {error.strerror or error}") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {str(file)!r} is not valid YAML: {error}") from None
         if loaded is not None and not isinstance(loaded, dict):

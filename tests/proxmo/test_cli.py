@@ -73,3 +73,36 @@ def test_curves_command_plots_a_run_or_an_ablation(tmp_path):
     assert one.exit_code == 0 and (tmp_path / "r.png").is_file()
     empty = CliRunner().invoke(app, ["curves", str(tmp_path), "-o", str(tmp_path / "x.png")])
     assert empty.exit_code != 0 and "no run folder" in empty.output
+
+
+def test_unreadable_step_files_and_overflowing_rewards_are_one_line_errors(tmp_path):
+    batch = alfworld_like_batch(n_groups=1, seed=1)
+    records = write_records(tmp_path / "steps.jsonl", batch)
+    cases = {
+        "cut.json": (json.dumps(records)[:-40].encode(), "not a valid JSON list"),
+        "latin1.jsonl": ("\n".join(json.dumps({**r, "anchor": "caf\xe9"}, ensure_ascii=False) for r in records)
+                         .encode("latin-1"), "not UTF-8 text"),
+        "huge.jsonl": ("\n".join(json.dumps({**r, "reward": 1e308 if r["won"] else 0.0}) for r in records).encode(),
+                       "overflow"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        result = CliRunner().invoke(app, ["advantages", str(tmp_path / name)])
+        assert result.exit_code == 2, (name, result.output)
+        assert message in result.output and "Traceback" not in result.output, (name, result.output)
+
+
+def test_sync_to_a_dead_server_fails_in_seconds(tmp_path):
+    import time
+
+    from proxmo.train.tracking import JsonlTracker
+    from tests.servers import free_port
+
+    tracker = JsonlTracker(tmp_path / "run")
+    tracker.log_metrics({"x": 1.0}, step=1)
+    tracker.close()
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "proxmo", "sync", str(tmp_path / "run"), "--tracking-uri",
+                             f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "does not answer" in result.stdout, result.stdout + result.stderr
+    assert time.monotonic() - start < 60

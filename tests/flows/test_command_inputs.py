@@ -1,0 +1,52 @@
+"""`proxmo ablate` and `proxmo sweep` refuse bad input in one line, exit 2, before any job: names that are not one
+folder, a variant given twice, an Optuna storage that does not open, an MLflow server that does not answer."""
+
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from proxmo.cli import app
+from tests.flows.test_ablate_flow import TINY
+from tests.servers import free_port
+
+
+def _run(command, tmp_path, *args):
+    start = time.monotonic()
+    common = ["configs/alfworld_demo.yaml", *TINY, "--output-dir", str(tmp_path / "runs")]
+    if command == "sweep":
+        common += ["--trials", "1", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
+    result = CliRunner().invoke(app, [command, *common, *args])
+    return result, time.monotonic() - start
+
+
+@pytest.mark.parametrize("command", ["ablate", "sweep"])
+@pytest.mark.parametrize("name", ["../outside", "/", ".", "a/b"])
+def test_an_ablation_or_study_name_is_one_folder(tmp_path, command, name):
+    result, _ = _run(command, tmp_path, "--name", name)
+    assert result.exit_code == 2 and "name: " in result.output and "must name one folder" in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.jsonl"))
+
+
+def test_a_variant_name_is_one_folder_and_given_once(tmp_path):
+    result, _ = _run("ablate", tmp_path, "--variant", "a=advantage.estimator=grpo",
+                     "--variant", "a=advantage.estimator=proxmo")
+    assert result.exit_code == 2 and "given twice" in result.output
+    result, _ = _run("ablate", tmp_path, "--variant", "../up=advantage.estimator=grpo")
+    assert result.exit_code == 2 and "must name one folder" in result.output
+
+
+@pytest.mark.parametrize("storage", ["foo://nowhere", "not a url", "sqlite:////no/such/folder/optuna.db"])
+def test_a_bad_storage_url_is_one_line(tmp_path, storage):
+    result = CliRunner().invoke(app, ["sweep", "configs/alfworld_demo.yaml", *TINY, "--trials", "1",
+                                      "--storage", storage, "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "cannot open the Optuna storage" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["ablate", "sweep"])
+def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path, command):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result, seconds = _run(command, tmp_path, "--tracking-uri", dead)
+    assert result.exit_code == 2 and f"the MLflow server at {dead} does not answer" in result.output
+    assert "Traceback" not in result.output and seconds < 30
