@@ -1,7 +1,7 @@
 """What the dashboard shows, read from the MLflow tracking store and the Optuna storage only (never run folders).
 
 Everything here is plain functions of a store, so the app stays a thin layout and the tests can check the
-numbers without a browser. Listing runs is one ``search_runs`` call (latest metric values come with it);
+numbers without a browser. Listing runs is ``search_runs`` page by page (latest metric values come with it);
 metric histories are fetched only for the runs on screen.
 """
 
@@ -32,14 +32,31 @@ class Store:
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri)
 
 
-def runs_frame(store: Store, max_results: int = 5000) -> pd.DataFrame:
-    """One row per MLflow run of every active experiment: names, tags that place it (parent, role, variant,
-    seed, study, trial, estimator, env) and its latest metric values (columns ``m:<metric>``)."""
+PAGE_SIZE = 1000
+"""Runs fetched per request; every page is read, so no run is left out however many the store holds."""
+
+
+def _all_runs(client, experiment_ids: List[str]):
+    """Every run of the experiments, newest first, a page at a time (MLflow caps one request)."""
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, max_results=PAGE_SIZE, order_by=["attributes.start_time DESC"],
+                                  page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def runs_frame(store: Store) -> pd.DataFrame:
+    """One row per MLflow run of every active experiment (all of them: the listing pages through the store): names,
+    tags that place it (parent, role, variant, seed, study, trial, estimator, env) and its latest metric values
+    (columns ``m:<metric>``)."""
     client = store.client()
-    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    experiments = {e.experiment_id: e.name for e in _all_experiments(client)}
     if not experiments:
         return pd.DataFrame()
-    runs = client.search_runs(list(experiments), max_results=max_results, order_by=["attributes.start_time DESC"])
+    runs = _all_runs(client, list(experiments))
     rows = []
     for run in runs:
         tags = run.data.tags
@@ -54,6 +71,16 @@ def runs_frame(store: Store, max_results: int = 5000) -> pd.DataFrame:
         row.update({f"m:{key}": value for key, value in run.data.metrics.items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _all_experiments(client):
+    token = None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def histories(store: Store, run_ids: Sequence[str], keys: Sequence[str]) -> pd.DataFrame:

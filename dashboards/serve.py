@@ -95,13 +95,13 @@ def dashboard_service(host: str, port: int, tracking_uri: str, optuna_storage: s
 
 def mlflow_service(host: str, port: int, tracking_uri: str, artifacts: Optional[Path] = None) -> Service:
     """``mlflow server`` on ``tracking_uri``; with ``artifacts``, it also stores and serves the artifacts there."""
-    command = [_bin("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
-               "--backend-store-uri", tracking_uri]
+    command = [_bin("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1"]
     if artifacts is not None:
         command += ["--artifacts-destination", str(artifacts)]
-    # no job runner: its consumer processes outlive a SIGTERM to the server
+    # no job runner: its consumer processes outlive a SIGTERM to the server; the store's URI (which may hold a
+    # password) goes in the environment, not the command line that `ps` shows
     return Service("MLflow UI", command, f"http://{host}:{port}", f"http://{host}:{port}/health",
-                   {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+                   {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_BACKEND_STORE_URI": tracking_uri})
 
 
 def prepare_optuna_storage(url: str) -> None:
@@ -113,9 +113,10 @@ def prepare_optuna_storage(url: str) -> None:
 
 
 def optuna_service(host: str, port: int, optuna_storage: str) -> Service:
-    command = [_bin("optuna-dashboard"), optuna_storage, "--host", host, "--port", str(port), "--server", "wsgiref",
-               "--quiet"]
-    return Service("optuna-dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/")
+    """optuna-dashboard behind a Host check, the storage URL in its environment (see :mod:`dashboards.optuna_server`)."""
+    command = [sys.executable, "-m", "dashboards.optuna_server", "--host", host, "--port", str(port)]
+    return Service("optuna-dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/",
+                   {"PROXMO_OPTUNA_STORAGE": optuna_storage})
 
 
 def serve(services: List[Service], log_folder: Path, timeout: float = 120.0, announce=print) -> int:

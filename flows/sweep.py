@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
 from proxmo.train.config import check_path_component, load_config
-from tasks.study import Heartbeats, ask, open_study, study_storage, use_worker_stream
+from tasks.study import STORAGE_ENV, Heartbeats, ask, open_study, redact_url, study_storage, use_worker_stream
 from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
@@ -94,7 +94,8 @@ def sweep_flow(
     evaluations to the study, whose pruner (``median``, ``none``, ``threshold:<lower>``) may stop it
     early (PRUNED); a trial whose job fails is recorded as FAIL and the study goes on. The study lives
     in ``storage`` (default ``PROXMO_OPTUNA_STORAGE``, else SQLite ``optuna.db`` in the working
-    directory; any RDB URL works) and is loaded if it exists, so running the flow again continues it.
+    directory; any RDB URL works; one with a password only through the variable, since Prefect stores a
+    flow's parameters in plain text) and is loaded if it exists, so running the flow again continues it.
     Every trial is an MLflow run nested under the study's parent run.
     """
     import optuna
@@ -114,7 +115,10 @@ def sweep_flow(
     # Every setting is checked before the first trial: the config at the low end of every range.
     _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
     # like MLflow's own default store: a file in the working directory, which `proxmo ui` reads too
-    storage = storage or os.environ.get("PROXMO_OPTUNA_STORAGE") or f"sqlite:///{Path.cwd().resolve() / 'optuna.db'}"
+    if storage and redact_url(storage) != storage:
+        raise ValueError(f"storage: {redact_url(storage)} holds a password, and Prefect keeps a flow's parameters in "
+                         f"plain text; set it in {STORAGE_ENV} instead (the `proxmo sweep` command does that for --storage)")
+    storage = storage or os.environ.get(STORAGE_ENV) or f"sqlite:///{Path.cwd().resolve() / 'optuna.db'}"
     startup = min(8, n_trials)
     storage_backend = study_storage(storage)
     study = open_study(name, storage_backend, make_pruner(pruner), startup)  # fails dead workers' trials, not live ones
@@ -167,7 +171,7 @@ def sweep_flow(
         rows = _trial_rows(study, space)
         _log_trials(parent, rows, best)
         publish_results(rows, key=f"sweep-{artifact_key(name)}", title=f"sweep {name}: trials by objective ({objective})")
-        return {"parent_run_id": parent.run_id, "study": name, "storage": storage, "trials": rows,
+        return {"parent_run_id": parent.run_id, "study": name, "storage": redact_url(storage), "trials": rows,
                 "best_params": best.params if best else None, "best_value": best.value if best else None}
 
 

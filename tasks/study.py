@@ -19,6 +19,9 @@ import zlib
 from contextlib import contextmanager
 from typing import Iterator, Set
 
+STORAGE_ENV = "PROXMO_OPTUNA_STORAGE"
+"""The Optuna storage URL where none is given: in the environment, so that a password stays out of command
+lines, flow parameters and logs."""
 HEARTBEAT_S = 30
 """Seconds between two heartbeats of a running trial."""
 GRACE_S = 180
@@ -155,5 +158,5 @@ class Heartbeats:
         self._thread.join()
 
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "ask", "check_storage", "open_study", "redact_url", "stream_seed", "study_storage",
+__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "STORAGE_ENV", "ask", "check_storage", "open_study", "redact_url", "stream_seed", "study_storage",
            "use_worker_stream"]

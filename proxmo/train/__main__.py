@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from proxmo.telemetry import keep_local
 from proxmo.train.launch import launch
 
 
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
+    keep_local()  # before the job imports MLflow
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return launch(args.config, args.overrides, quiet=args.quiet, show_config=args.show_config, debug=args.debug)
 

@@ -52,3 +52,12 @@ def test_an_empty_store_lists_nothing(tmp_path):
     empty = data.Store(f"sqlite:///{tmp_path / 'mlflow.db'}", None)
     assert data.runs_frame(empty).empty or set(data.runs_frame(empty)["experiment"]) <= {"Default"}
     assert data.studies(empty) == [] and data.overhead(data.runs_frame(empty)).empty
+
+
+def test_every_run_is_listed_however_many_the_store_holds(store, monkeypatch):
+    everything = data.runs_frame(store)
+    monkeypatch.setattr(data, "PAGE_SIZE", 4)  # 17 runs over five pages (MLflow caps one request)
+    paged = data.runs_frame(store)
+    assert len(paged) == len(everything) == 17
+    assert sorted(paged["run_id"]) == sorted(everything["run_id"])
+    assert list(paged["start"]) == sorted(paged["start"], reverse=True)  # still newest first

@@ -12,6 +12,17 @@ import psutil
 from tests.servers import free_port
 
 
+def _status(port: int, path: str, host: str) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
     ports = [free_port() for _ in range(3)]
     command = [sys.executable, "-m", "proxmo", "ui", "--mlflow-port", str(ports[0]), "--optuna-port", str(ports[1]),
@@ -33,6 +44,13 @@ def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
                 assert response.status == 200, url
         started = psutil.Process(ui.pid).children(recursive=True)
         assert len(started) >= 3
+        # a page elsewhere reaching the UIs through DNS rebinding carries its own Host: refused
+        for port in ports[:2]:
+            assert _status(port, "/", host="attacker.example") == 403, port
+            assert _status(port, "/", host=f"localhost:{port}") < 400, port
+        # the stores' URLs (which may hold passwords) are not on any command line that `ps` shows
+        for process in started:
+            assert not any("optuna.db" in arg or "mlflow.db" in arg for arg in process.cmdline()), process.cmdline()
         ui.send_signal(signal.SIGINT)
         assert ui.wait(timeout=60) == 0, ui.stdout.read()
     finally:

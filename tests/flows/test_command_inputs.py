@@ -1,6 +1,7 @@
 """`proxmo ablate` and `proxmo sweep` refuse bad input in one line, exit 2, before any job: names that are not one
 folder, a variant given twice, an Optuna storage that does not open, an MLflow server that does not answer."""
 
+import os
 import time
 
 import pytest
@@ -50,3 +51,30 @@ def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path, command):
     result, seconds = _run(command, tmp_path, "--tracking-uri", dead)
     assert result.exit_code == 2 and f"the MLflow server at {dead} does not answer" in result.output
     assert "Traceback" not in result.output and seconds < 30
+
+
+def test_a_storage_password_is_kept_out_of_parameters_and_printed_results(tmp_path):
+    from flows.sweep import sweep_flow
+    from tasks.study import redact_url
+
+    assert redact_url("postgresql+psycopg2://optuna:s3cret@db:5432/optuna") == "postgresql+psycopg2://optuna:***@db:5432/optuna"
+    assert redact_url("sqlite:///optuna.db") == "sqlite:///optuna.db"
+    with pytest.raises(ValueError, match=r"holds a password.*PROXMO_OPTUNA_STORAGE") as refused:
+        sweep_flow(preset="configs/alfworld_demo.yaml", name="secret", storage="postgresql://u:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(refused.value)
+
+    result, _ = _run("sweep", tmp_path, "--name", "via-env", "--concurrency", "1", "--pruner", "none")
+    assert result.exit_code == 0, result.output
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def parameters():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(limit=50)
+            return [run.parameters for run in runs if run.parameters.get("name") == "via-env"]
+
+    [stored] = asyncio.run(parameters())
+    assert stored.get("storage") is None  # the URL went to the flow through PROXMO_OPTUNA_STORAGE
+    assert "study via-env" in result.output
+    assert "PROXMO_OPTUNA_STORAGE" not in os.environ  # the command leaves the environment as it found it
