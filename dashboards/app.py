@@ -17,6 +17,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` does not put the project on the path
 
 from dashboards import data  # noqa: E402
+from proxmo.urls import redact_url  # noqa: E402
 
 EMPTY_HINT = ("Nothing here yet. Train a run (`make run`), an ablation (`proxmo ablate configs/alfworld_demo.yaml`) "
               "or a sweep (`proxmo sweep configs/alfworld_demo.yaml`), then reload.")
@@ -169,7 +170,8 @@ def main() -> None:
     st.set_page_config(page_title="proxmo", layout="wide")
     st.title("proxmo: ablations, sweeps and runs")
     store = _store()
-    st.caption(f"MLflow: {store.tracking_uri or 'default store'} · Optuna: {store.optuna_storage or 'none'}")
+    st.caption(f"MLflow: {redact_url(store.tracking_uri) if store.tracking_uri else 'default store'} · "
+               f"Optuna: {redact_url(store.optuna_storage) if store.optuna_storage else 'none'}")
     runs = _runs(store.tracking_uri, store.optuna_storage, store.mlflow_ui)
     if runs.empty and not data.studies(store):
         st.info(EMPTY_HINT)

@@ -50,6 +50,9 @@ job on a 2-core machine, so none is reserved; pass ``actor_num_cpus`` to spread 
 ACTOR_START_TIMEOUT_S = 120.0
 """How long the pool waits for its actors to build their environments before it gives up."""
 
+BUILD_PROGRESS_FROM = 256
+"""A batch of at least this many environments logs its building progress (every tenth built)."""
+
 
 class StepResult(NamedTuple):
     """One environment's answer to a step; unpacks like the protocol's 4-tuple."""
@@ -93,7 +96,12 @@ class _EnvBatch:
     def __init__(self, factory: Factory, config: Mapping[str, Any], count: int) -> None:
         self._factory = factory
         self._config = dict(config)
-        self._envs: List[Optional[TextEnv]] = [self._build() for _ in range(count)]
+        self._envs: List[Optional[TextEnv]] = []
+        step = max(1, count // 10)
+        for index in range(count):  # a large batch says how far it is (every tenth)
+            self._envs.append(self._build())
+            if count >= BUILD_PROGRESS_FROM and ((index + 1) % step == 0 or index + 1 == count):
+                logger.info("built %d of %d environments", index + 1, count)
 
     def _build(self) -> TextEnv:
         return self._factory(**self._config)

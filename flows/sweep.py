@@ -14,7 +14,8 @@ from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
 from proxmo.train.config import check_path_component, load_config
-from tasks.study import STORAGE_ENV, Heartbeats, ask, open_study, redact_url, study_storage, use_worker_stream
+from proxmo.urls import redact_url
+from tasks.study import STORAGE_ENV, Heartbeats, ask, open_study, study_storage, use_worker_stream
 from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {

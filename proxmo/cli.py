@@ -420,7 +420,7 @@ def ui(
     mlflow = mlflow_service(host, mlflow_port, stores["tracking_uri"])
     services = [mlflow, optuna_service(host, optuna_port, stores["optuna_storage"]),
                 dashboard_service(host, dashboard_port, stores["tracking_uri"], stores["optuna_storage"], mlflow.url)]
-    from tasks.study import redact_url
+    from proxmo.urls import redact_url
 
     console.print(f"MLflow store {escape(redact_url(stores['tracking_uri']))}; Optuna storage "
                   f"{escape(redact_url(stores['optuna_storage']))}", soft_wrap=True)

@@ -19,6 +19,8 @@ import zlib
 from contextlib import contextmanager
 from typing import Iterator, Set
 
+from proxmo.urls import redact_url
+
 STORAGE_ENV = "PROXMO_OPTUNA_STORAGE"
 """The Optuna storage URL where none is given: in the environment, so that a password stays out of command
 lines, flow parameters and logs."""
@@ -63,23 +65,6 @@ def study_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE
 def check_storage(url: str) -> None:
     """Fail in one line (ValueError naming ``storage``) when ``url`` is not an Optuna storage that opens."""
     study_storage(url).remove_session()
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (what logs, tables and parameters may show)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_study(name: str, storage, pruner, n_startup_trials: int = 8):
@@ -158,5 +143,5 @@ class Heartbeats:
         self._thread.join()
 
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "STORAGE_ENV", "ask", "check_storage", "open_study", "redact_url", "stream_seed", "study_storage",
-           "use_worker_stream"]
+__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "STORAGE_ENV", "ask", "check_storage", "open_study",
+           "stream_seed", "study_storage", "use_worker_stream"]

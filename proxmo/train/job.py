@@ -313,6 +313,18 @@ class Trainer:
             self._pool = self._pool_for(self.setup.train_options, r.n_groups, r.group_size)
         return self._pool
 
+    def _build_train_pool(self) -> None:
+        """Build the training environments before the first iteration; a large batch says so while it builds."""
+        r = self.config.rollout
+        count = r.n_groups * r.group_size
+        if not self.progress or count < envs.pool.BUILD_PROGRESS_FROM:
+            self._train_pool()
+            return
+        from rich.console import Console
+
+        with Console(stderr=True).status(f"building {count:,} environments ({self.setup.name})"):
+            self._train_pool()
+
     def _settings(self, temperature: float) -> RolloutSettings:
         r = self.config.rollout
         return RolloutSettings(self.spec, r.history_length, temperature, r.action_mode,
@@ -438,6 +450,8 @@ class Trainer:
                 self._log_random(result)
             if c.eval.at_start and self.start_iteration == 0:
                 self._log_eval(result, 0)
+            if self.start_iteration < c.run.iterations:
+                self._build_train_pool()
             for index in self._iterations():
                 metrics = self.iteration(index)
                 step = index + 1

@@ -30,6 +30,7 @@ def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
                "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
     ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     lines = []
+    started = []
     try:
         deadline = time.monotonic() + 180
         while not any("Ctrl-C stops them all" in line for line in lines):
@@ -54,6 +55,12 @@ def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
         ui.send_signal(signal.SIGINT)
         assert ui.wait(timeout=60) == 0, ui.stdout.read()
     finally:
-        ui.kill()
+        if ui.poll() is None:  # a failed check: stop the UIs too, not only their launcher
+            started = started or psutil.Process(ui.pid).children(recursive=True)
+            for process in [psutil.Process(ui.pid), *started]:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
     gone, alive = psutil.wait_procs(started, timeout=15)
     assert not alive, [p.pid for p in alive]  # no orphans: not the servers, not their workers

@@ -359,3 +359,12 @@ def test_alfworld_groups_on_ray_with_both_engines(ray_session):
                  envs_per_actor=1) as pool:
         won = _alfworld_rollout(pool, tasks[:1], walkthroughs[:1], 2)
     assert won == {0: True, 1: False}
+
+
+def test_a_large_pool_says_how_far_it_is_while_it_builds(caplog):
+    caplog.set_level(logging.INFO, logger="envs.pool")
+    with EnvPool("toy", {}, n_groups=64, group_size=5):  # 320 environments
+        pass
+    built = [r.getMessage() for r in caplog.records if r.getMessage().startswith("built ")]
+    assert built[0] == "built 32 of 320 environments" and built[-1] == "built 320 of 320 environments"
+    assert len(built) == 10

@@ -55,7 +55,7 @@ def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path, command):
 
 def test_a_storage_password_is_kept_out_of_parameters_and_printed_results(tmp_path):
     from flows.sweep import sweep_flow
-    from tasks.study import redact_url
+    from proxmo.urls import redact_url
 
     assert redact_url("postgresql+psycopg2://optuna:s3cret@db:5432/optuna") == "postgresql+psycopg2://optuna:***@db:5432/optuna"
     assert redact_url("sqlite:///optuna.db") == "sqlite:///optuna.db"
