@@ -207,6 +207,9 @@ class Trainer:
         self._writer = acquire_writer(self.run_dir)  # a second job on this folder stops here, having touched nothing
         try:
             resume = self._check_before_writing(candidates)
+            if resume:  # the record names the folder the run really goes on in
+                self.config = config = config.model_copy(update={"run": config.run.model_copy(
+                    update={"name": self.run_dir.name, "output_dir": str(self.run_dir.parent)})})
             self._build(config, resume)
             # which process trains the run (a worker on a cluster, this one here): to watch or stop it
             (self.run_dir / PROCESS_FILE).write_text(json.dumps(
