@@ -414,8 +414,10 @@ def ui(
 ) -> None:
     """Serve the MLflow UI, optuna-dashboard and the proxmo dashboard on the project's stores until Ctrl-C."""
     from dashboards.serve import dashboard_service, mlflow_service, optuna_service, prepare_optuna_storage, serve
+    from proxmo.train.tracking import prepare_store
 
     stores = _stores(tracking_uri, storage)
+    prepare_store(stores["tracking_uri"])  # a fresh SQLite store's schema made once, also when a job starts beside it
     prepare_optuna_storage(stores["optuna_storage"])
     mlflow = mlflow_service(host, mlflow_port, stores["tracking_uri"])
     services = [mlflow, optuna_service(host, optuna_port, stores["optuna_storage"]),
