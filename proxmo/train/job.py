@@ -20,14 +20,11 @@ import logging
 import os
 import random
 import shutil
-import signal
 import socket
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -41,7 +38,8 @@ from proxmo.train.checkpoint import (STATE_FILE, intact_checkpoint, load_trainer
                                      resume_conflicts, save_checkpoint)
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.runfolder import PROCESS_FILE, acquire_writer
+from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
+from proxmo.train.signals import Terminated, terminate_as_exit
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
@@ -203,7 +201,7 @@ class Trainer:
         candidates = _resume_candidates(config.run.resume)
         self.run_dir = candidates[0].parent.parent if candidates else Path(config.run.output_dir) / run_name(config)
         created = not self.run_dir.exists()
-        _make_run_folder(self.run_dir)
+        make_run_folder(self.run_dir)
         self._writer = acquire_writer(self.run_dir)  # a second job on this folder stops here, having touched nothing
         try:
             resume = self._check_before_writing(candidates)
@@ -478,7 +476,7 @@ class Trainer:
                 error.run_dir = self.run_dir
             raise
         try:
-            _write_atomic(self.run_dir / "summary.json", json.dumps(
+            write_atomic(self.run_dir / "summary.json", json.dumps(
                 {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
                  "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
                  "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
@@ -604,56 +602,6 @@ def _resume_candidates(resume: Optional[str]) -> List[Path]:
     return found
 
 
-def _make_run_folder(run_dir: Path) -> None:
-    """Create the run folder, or say in one line why it cannot be (the output folder is a file, read-only, ...)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".writable"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise OSError(error.errno, f"run.output_dir: cannot write the run folder {run_dir}: "
-                                   f"{error.strerror or error}") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, removed if the write fails (a full disk)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-class Terminated(SystemExit):
-    """SIGTERM (what ``kill``, ``timeout``, Docker and schedulers send) reached a job: it ends KILLED, like Ctrl-C."""
-
-    def __init__(self) -> None:
-        super().__init__(128 + signal.SIGTERM)
-        self.run_dir: Optional[Path] = None  # the run it ended, once known
-
-
-@contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (so the run is closed KILLED) instead of ending the
-    process at once. Only in the main thread and only where nobody else handles SIGTERM (a Ray worker does)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
     """The config that loads a checkpoint's model folder: the whole model, or with LoRA the adapter on its base."""
     if model.lora_rank:
@@ -668,5 +616,5 @@ def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool
         return Trainer(config, tracker, progress, on_evaluation).run()
 
 
-__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "Terminated", "TrainResult", "Trainer", "terminate_as_exit", "prepare_env", "run_name", "train", "tokenizer_corpus"]
+__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
 

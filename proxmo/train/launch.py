@@ -42,7 +42,8 @@ def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool 
         for line in config_lines(resolved):
             console.print(escape(line), highlight=False)
         return 0
-    from proxmo.train.job import Terminated, train
+    from proxmo.train.job import train
+    from proxmo.train.signals import Terminated
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build
     try:

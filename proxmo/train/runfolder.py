@@ -1,4 +1,4 @@
-"""A run folder has one live writer: the lock that says who it is, and the checks a writer makes before writing.
+"""A run folder has one live writer: the lock that says who it is, and how a writer creates and writes the folder.
 
 The lock is an ``flock`` on ``RUN_DIR/writer.lock``, held for the life of the job: the kernel drops it when
 the process ends in any way (SIGKILL included), so a dead job never blocks a resume, and a second job
@@ -89,6 +89,29 @@ def describe_writer(folder: Path) -> str:
         return "another process"
 
 
+def make_run_folder(run_dir: Path) -> None:
+    """Create the run folder, or say in one line why it cannot be (the output folder is a file, read-only, ...)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(error.errno, f"run.output_dir: cannot write the run folder {run_dir}: "
+                                   f"{error.strerror or error}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, removed if the write fails (a full disk)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def repair_cut_line(path: str | Path) -> bool:
     """Drop a cut-off last line (a job that died while writing it) from a JSON-lines file, so that the next
     line appended starts on a line of its own. Answers whether a line was dropped."""
@@ -120,4 +143,4 @@ def repair_cut_line(path: str | Path) -> bool:
 
 
 __all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "WriterLock", "acquire_writer", "describe_writer",
-           "repair_cut_line", "writer_alive"]
+           "make_run_folder", "repair_cut_line", "write_atomic", "writer_alive"]

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, runtime_checkable
 
-from proxmo.train.runfolder import repair_cut_line, writer_alive
+from proxmo.train.runfolder import repair_cut_line, write_atomic, writer_alive
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +133,7 @@ class NullTracker(_ClosingContext):
 
 def _write_json(path: Path, data: Any) -> None:
     """Write ``data`` atomically, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except OSError:  # a full disk: no temporary file left behind
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _read_json(path: Path) -> Dict[str, Any]:
