@@ -130,10 +130,12 @@ def _finished_run(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
 
 def _resume_or_move_aside(config: Dict[str, Any]) -> None:
     from proxmo.train.checkpoint import latest_checkpoint
+    from proxmo.train.runfolder import acquire_writer
 
     run_dir = _named_run_dir(config)
     if run_dir is None or not run_dir.exists() or config["run"].get("resume"):
         return
+    acquire_writer(run_dir).release()  # a folder a live job writes is neither resumed nor moved: refused, saying so
     if latest_checkpoint(run_dir) is not None:
         config["run"]["resume"] = str(run_dir)
     else:

@@ -49,3 +49,22 @@ def test_progress_lines_say_one_thing_per_iteration_and_per_evaluation():
     assert progress_lines(evaluation) == ["evaluation at 5: success 0.500 ± 0.100 over 24 episodes",
                                           "greedy evaluation at 5: success 0.750 ± nan over 24 episodes"]
     assert progress_lines({"step": 1, "metrics": {"adv/rows": 4.0}}) == []
+
+
+def test_a_job_on_a_folder_that_a_live_job_writes_is_refused_not_moved_aside(tmp_path):
+    import pytest
+
+    from proxmo.train.runfolder import RunFolderBusy, acquire_writer
+    from tasks.training import run_job
+    from tests.proxmo.train.test_job import _webshop
+
+    folder = tmp_path / "runs" / "busy"
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text('{"step": 1, "time": 0, "metrics": {"train/success": 0.5}}\n')
+    live = acquire_writer(folder)  # another job, before its first checkpoint
+    try:
+        with pytest.raises(RunFolderBusy, match="is being written by"):
+            run_job(_webshop(tmp_path, name="busy"))
+        assert (folder / "metrics.jsonl").is_file() and [p.name for p in (tmp_path / "runs").iterdir()] == ["busy"]
+    finally:
+        live.release()
