@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PIP_VERSION := 26.3
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup run run-webshop test test-slow test-all bench bench-train lock clean
+.PHONY: setup run run-webshop test test-slow test-rest test-all bench bench-train lock clean
 
 setup: $(STAMP)
 
@@ -25,11 +25,15 @@ run: setup
 run-webshop: setup
 	$(VENV)/bin/proxmo train configs/webshop_demo.yaml
 
+# The fast suite (a few minutes); test-rest: the integration and slow tests; test-all: both.
 test: setup
 	$(PY) -m pytest
 
 test-slow: setup
 	$(PY) -m pytest -m slow
+
+test-rest: setup
+	$(PY) -m pytest -m "(integration or slow) and not gpu"
 
 test-all: setup
 	$(PY) -m pytest -m "not gpu"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -15,6 +17,7 @@ def _run(*command, cwd=None, timeout=600):
     return result
 
 
+@pytest.mark.integration
 def test_the_bare_core_installs_and_runs_the_plug_and_play_example(tmp_path):
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     source = tmp_path / "source"  # a copy of the tracked files: building writes build/ and *.egg-info

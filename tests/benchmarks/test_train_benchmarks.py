@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY_ALFWORLD = ["run.iterations=1", "rollout.n_groups=1", "rollout.group_size=2", "rollout.max_steps=3",
                  "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}", "eval.tasks=2",
@@ -27,6 +29,7 @@ def test_train_speed_benchmark_smoke(capsys):
     assert "| alfworld_demo |" in table and "| webshop_demo |" in table and "steps/s (whole run)" in table
 
 
+@pytest.mark.integration
 def test_alfworld_learning_benchmark_smoke(capsys):
     module = _load("alfworld_learning")
     assert module.main(["--seeds", "0", "1", "--", *TINY_ALFWORLD]) == 0
@@ -34,6 +37,7 @@ def test_alfworld_learning_benchmark_smoke(capsys):
     assert "| 0 |" in out and "| 1 |" in out and "mean gain over 2 seeds" in out and "95% CI" in out
 
 
+@pytest.mark.integration
 def test_dashboard_benchmark_runs_on_a_small_store():
     import os
 
@@ -44,6 +48,7 @@ def test_dashboard_benchmark_runs_on_a_small_store():
     assert all(result[key] >= 0 for key in result if key.endswith("_s"))
 
 
+@pytest.mark.integration
 def test_logprob_memory_benchmark_smoke():
     rows = _load("logprob_memory").main(["--vocab", "2000", "--batch", "2", "--response", "16", "--chunks", "0", "8"])
     assert [row["chunk"] for row in rows] == [0, 8] and all(row["extra_mib"] >= 0 for row in rows)

@@ -21,6 +21,7 @@ READY = ("document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length >=
          " && document.querySelectorAll('[data-testid=\"stDataFrame\"]').length >= 3")
 
 
+@pytest.mark.integration
 def test_the_served_dashboard_renders_in_chromium(tmp_path):
     from PIL import Image, ImageStat
 

@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import psutil
+import pytest
 
 from tests.servers import free_port
 
@@ -23,6 +24,7 @@ def _status(port: int, path: str, host: str) -> int:
         connection.close()
 
 
+@pytest.mark.integration
 def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
     ports = [free_port() for _ in range(3)]
     command = [sys.executable, "-m", "proxmo", "ui", "--mlflow-port", str(ports[0]), "--optuna-port", str(ports[1]),

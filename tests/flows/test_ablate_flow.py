@@ -63,6 +63,7 @@ def test_ablation_nests_runs_publishes_the_table_and_resumes(tmp_path):
     assert [m.step for m in history] == [1, 2]
 
 
+@pytest.mark.integration
 def test_ablation_jobs_run_side_by_side_as_ray_tasks(tmp_path):
     import os
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import mlflow
+import pytest
 
 from flows.ablate import ablate_flow
 from proxmo.train.tracking import read_metrics
@@ -30,6 +31,7 @@ def _numbers(run_dir):
     return by_step
 
 
+@pytest.mark.integration
 def test_a_killed_job_is_retried_and_resumes_to_the_same_numbers(tmp_path, caplog):
     caplog.set_level("INFO", logger="prefect")
     run_dir = tmp_path / "runs" / "killed" / "proxmo__s0"
@@ -86,6 +88,7 @@ def _config_of(run_dir):
     return yaml.safe_load((run_dir / "config.yaml").read_text())
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path):
     import subprocess
     import sys
@@ -103,7 +106,14 @@ def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path):
         flow.send_signal(signal.SIGINT)
         output, _ = flow.communicate(timeout=120)
     finally:
-        flow.kill()
+        if flow.poll() is None:  # a failed check: stop what the command started too (its Prefect server, ...)
+            import psutil
+
+            for process in [*psutil.Process(flow.pid).children(recursive=True), psutil.Process(flow.pid)]:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
     assert flow.returncode != 0, output
     assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
     client = mlflow.MlflowClient()

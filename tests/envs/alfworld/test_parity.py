@@ -17,6 +17,7 @@ def real_engine():
     engine.close()
 
 
+@pytest.mark.integration
 def test_parity_on_every_fixture_game(real_engine):
     total = ParityReport()
     random_walks = ParityReport()

@@ -248,6 +248,7 @@ def test_sync_sends_a_run_recorded_without_mlflow_once(in_cwd, tmp_path):
         sync_run(tmp_path / "nothing")
 
 
+@pytest.mark.integration
 def test_a_server_that_goes_down_mid_run_loses_nothing(tmp_path):
     server = MlflowServer(tmp_path / "server").start()
     try:
@@ -339,6 +340,7 @@ def test_tracking_uri_schemes_are_checked_when_the_config_loads(uri, ok):
             build_config({"run": {"tracking_uri": uri}})
 
 
+@pytest.mark.integration
 def test_jobs_started_together_on_a_fresh_sqlite_store_all_record_their_runs(tmp_path):
     # Each process opens the store at the same instant: MLflow creates a fresh store's schema in whoever comes
     # first, and two at once failed (and could leave the store unusable for every later run).
