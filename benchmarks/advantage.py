@@ -1,6 +1,6 @@
 """Advantage benchmark: milliseconds per call of each estimator, beside the released code's approach.
 
-The released approach (written here from ALGORITHM.md) loops over rows in Python for the group
+The released approach (written here from its description in docs/algorithm.md) loops over rows in Python for the group
 statistics and builds a dense N x N TF-IDF similarity over the whole batch, masked to each episode
 group. Both sides compute the same numbers (checked below); the table shows time and peak memory.
 

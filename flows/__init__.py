@@ -1,4 +1,5 @@
-"""Prefect flows: a training run (``train``) and the paper's results table (``reproduce``)."""
+"""Prefect flows: a training run and the paper's results table (``train``, ``reproduce``), an ablation grid
+(``ablate``) and an Optuna study (``sweep``)."""
 
 from proxmo.extras import require
 from proxmo.telemetry import keep_local

@@ -20,8 +20,6 @@ from rich.table import Table
 app = typer.Typer(help="ProxMO: group-based RL for multi-turn LLM agents.", no_args_is_help=True, add_completion=False)
 console = Console()
 
-RECORD_FIELDS = ("group", "traj", "t", "reward", "invalid", "won", "anchor")
-
 
 def _parse_overrides(pairs: List[str]) -> dict:
     """`key=value` pairs, read with the same grammar as the training overrides (values as YAML)."""

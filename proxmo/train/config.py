@@ -1,7 +1,7 @@
 """TrainConfig: every setting of a training run, with the reference runs' defaults, loaded from YAML plus overrides.
 
-One source of truth: the field defaults below are the reference settings (ALGORITHM.md section 7);
-the presets in ``configs/`` only override. ``load_config("configs/webshop_demo.yaml",
+One source of truth: the field defaults below are the reference runs' settings (docs/training.md,
+"Configuration"); the presets in ``configs/`` only override. ``load_config("configs/webshop_demo.yaml",
 ["optim.lr=1e-4", "advantage.estimator=gigpo"])`` reads a preset, applies dotted overrides (values
 parsed as YAML) and validates; a bad value fails at once with the field's dotted name.
 """

@@ -4,7 +4,7 @@ Plain Python and torch: it imports neither Prefect, Ray nor MLflow (the MLflow t
 environment backend load them only when asked for), so it runs the same under ``python -m
 proxmo.train``, inside a Ray task, or on a bare GPU machine.
 
-One iteration (ARCHITECTURE.md, "The data that flows"): the pool resets K groups of n environments,
+One iteration (docs/training.md, "One iteration"): the pool resets K groups of n environments,
 each group on one training task -> the policy acts step by step -> every step becomes a row of a
 :class:`~proxmo.advantage.StepBatch` with its tokens -> :func:`~proxmo.advantage.compute_advantages`
 -> :func:`~proxmo.train.update.ppo_update` -> metrics (per-category success, advantage diagnostics,
