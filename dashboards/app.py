@@ -17,14 +17,14 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` does not put the project on the path
 
 from dashboards import data  # noqa: E402
-from proxmo.urls import redact_url  # noqa: E402
+from proxmo.urls import OPTUNA_STORAGE_ENV, redact_url  # noqa: E402
 
 EMPTY_HINT = ("Nothing here yet. Train a run (`make run`), an ablation (`proxmo ablate configs/alfworld_demo.yaml`) "
               "or a sweep (`proxmo sweep configs/alfworld_demo.yaml`), then reload.")
 
 
 def _store() -> data.Store:
-    return data.Store(os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("PROXMO_OPTUNA_STORAGE"),
+    return data.Store(os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get(OPTUNA_STORAGE_ENV),
                       os.environ.get("PROXMO_MLFLOW_UI", "http://127.0.0.1:5000"))
 
 

@@ -19,7 +19,8 @@ from socketserver import ThreadingMixIn
 from typing import Callable, Iterable, Set
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-STORAGE_ENV = "PROXMO_OPTUNA_STORAGE"
+from proxmo.urls import OPTUNA_STORAGE_ENV as STORAGE_ENV
+
 ALLOWED_HOSTS_ENV = "PROXMO_ALLOWED_HOSTS"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 

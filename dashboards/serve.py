@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from proxmo.urls import OPTUNA_STORAGE_ENV
+
 APP = Path(__file__).resolve().parent / "app.py"
 
 
@@ -24,7 +26,7 @@ def default_stores(folder: Optional[Path] = None) -> Dict[str, str]:
     (default the working directory), the files that ``make run``, ``proxmo ablate`` and ``proxmo sweep`` write."""
     folder = Path(folder or Path.cwd()).resolve()
     return {"tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{folder / 'mlflow.db'}",
-            "optuna_storage": os.environ.get("PROXMO_OPTUNA_STORAGE") or f"sqlite:///{folder / 'optuna.db'}"}
+            "optuna_storage": os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{folder / 'optuna.db'}"}
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _bin(name: str) -> str:
 def dashboard_service(host: str, port: int, tracking_uri: str, optuna_storage: str, mlflow_ui: str) -> Service:
     command = [_bin("streamlit"), "run", str(APP), "--server.headless", "true", "--server.address", host,
                "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, "PROXMO_OPTUNA_STORAGE": optuna_storage, "PROXMO_MLFLOW_UI": mlflow_ui}
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, OPTUNA_STORAGE_ENV: optuna_storage, "PROXMO_MLFLOW_UI": mlflow_ui}
     return Service("dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/_stcore/health", env)
 
 
@@ -116,7 +118,7 @@ def optuna_service(host: str, port: int, optuna_storage: str) -> Service:
     """optuna-dashboard behind a Host check, the storage URL in its environment (see :mod:`dashboards.optuna_server`)."""
     command = [sys.executable, "-m", "dashboards.optuna_server", "--host", host, "--port", str(port)]
     return Service("optuna-dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/",
-                   {"PROXMO_OPTUNA_STORAGE": optuna_storage})
+                   {OPTUNA_STORAGE_ENV: optuna_storage})
 
 
 def serve(services: List[Service], log_folder: Path, timeout: float = 120.0, announce=print) -> int:

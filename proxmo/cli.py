@@ -9,13 +9,13 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-
-from proxmo.telemetry import keep_local
-
-keep_local()  # before any command imports MLflow, Prefect or Ray
-
 from rich.markup import escape
 from rich.table import Table
+
+from proxmo.telemetry import keep_local
+from proxmo.urls import OPTUNA_STORAGE_ENV, redact_url
+
+keep_local()  # before any command imports MLflow, Prefect or Ray
 
 app = typer.Typer(help="ProxMO: group-based RL for multi-turn LLM agents.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -258,7 +258,7 @@ def sweep(
                                     "rollout_temperature (repeat)."),
     objective: str = typer.Option("final", help="final or auc (mean validation success over evaluations)."),
     pruner: str = typer.Option("median", help="median, none or threshold:<lower>."),
-    storage: Optional[str] = typer.Option(None, envvar="PROXMO_OPTUNA_STORAGE", show_envvar=False,
+    storage: Optional[str] = typer.Option(None, envvar=OPTUNA_STORAGE_ENV, show_envvar=False,
                                           help="Optuna storage URL (default PROXMO_OPTUNA_STORAGE, else SQLite optuna.db "
                                           "here); one with a password is best set in that variable, out of `ps`."),
     launcher: str = typer.Option("local", help="local (one trial after another) or ray (side by side)."),
@@ -276,11 +276,9 @@ def sweep(
     if objective not in ("final", "auc"):
         raise typer.BadParameter(f"expected final or auc, got {objective!r}", param_hint="--objective")
     _check_stores(tracking_uri, storage)
-    from tasks.study import STORAGE_ENV
-
-    previous = os.environ.get(STORAGE_ENV)
+    previous = os.environ.get(OPTUNA_STORAGE_ENV)
     if storage:  # to the flow through the environment: Prefect keeps a flow's parameters in plain text
-        os.environ[STORAGE_ENV] = storage
+        os.environ[OPTUNA_STORAGE_ENV] = storage
     try:
         result = sweep_flow(preset=str(preset), name=name, n_trials=trials, concurrency=concurrency, params=list(param),
                             objective=objective, pruner=pruner, overrides=list(overrides or []), storage=None,
@@ -291,9 +289,9 @@ def sweep(
         raise typer.Exit(code=2) from None
     finally:
         if previous is None:
-            os.environ.pop(STORAGE_ENV, None)
+            os.environ.pop(OPTUNA_STORAGE_ENV, None)
         else:
-            os.environ[STORAGE_ENV] = previous
+            os.environ[OPTUNA_STORAGE_ENV] = previous
     rows = result["trials"]
     table = Table(*(rows[0].keys() if rows else ["trial"]), title=f"study {escape(name)} ({result['storage']})")
     for row in rows:
@@ -420,8 +418,6 @@ def ui(
     mlflow = mlflow_service(host, mlflow_port, stores["tracking_uri"])
     services = [mlflow, optuna_service(host, optuna_port, stores["optuna_storage"]),
                 dashboard_service(host, dashboard_port, stores["tracking_uri"], stores["optuna_storage"], mlflow.url)]
-    from proxmo.urls import redact_url
-
     console.print(f"MLflow store {escape(redact_url(stores['tracking_uri']))}; Optuna storage "
                   f"{escape(redact_url(stores['optuna_storage']))}", soft_wrap=True)
     raise typer.Exit(code=serve(services, Path(".proxmo-ui"), announce=lambda line: console.print(line, soft_wrap=True)))

@@ -1,8 +1,13 @@
-"""Store URLs as people see them: wherever a URL is printed, logged, stored or shown, its password is ``***``."""
+"""Store URLs as people see them (wherever a URL is printed, logged, stored or shown, its password is ``***``), and
+the variable that carries the Optuna one."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
+
+OPTUNA_STORAGE_ENV = "PROXMO_OPTUNA_STORAGE"
+"""The variable that holds the Optuna storage URL: a password in it stays out of command lines, Prefect's flow
+parameters and logs. The sweep flow, the CLI and the UIs read it."""
 
 
 def redact_url(url: str) -> str:
@@ -21,4 +26,4 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-__all__ = ["redact_url"]
+__all__ = ["OPTUNA_STORAGE_ENV", "redact_url"]

@@ -19,11 +19,8 @@ import zlib
 from contextlib import contextmanager
 from typing import Iterator, Set
 
-from proxmo.urls import redact_url
+from proxmo.urls import OPTUNA_STORAGE_ENV as STORAGE_ENV, redact_url
 
-STORAGE_ENV = "PROXMO_OPTUNA_STORAGE"
-"""The Optuna storage URL where none is given: in the environment, so that a password stays out of command
-lines, flow parameters and logs."""
 HEARTBEAT_S = 30
 """Seconds between two heartbeats of a running trial."""
 GRACE_S = 180

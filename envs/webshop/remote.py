@@ -17,6 +17,8 @@ Only the standard library is used (``urllib``). Nothing here runs unless a serve
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import random
 import urllib.parse
@@ -38,10 +40,9 @@ def check_server_url(url: Any) -> str:
     return url
 
 
+@functools.lru_cache(maxsize=None)
 def remote_options() -> frozenset:
     """The options the server adapter takes (the built-in shop's own, such as ``num_products``, do not apply)."""
-    import inspect
-
     return frozenset(p for p in inspect.signature(RemoteWebShopEnv.__init__).parameters if p != "self")
 
 

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from proxmo.train.config import TrainConfig, save_config
+from proxmo.train.tracking import flatten_params
 
 logger = logging.getLogger(__name__)
 
@@ -148,24 +149,15 @@ def resume_conflicts(checkpoint: Path, config: TrainConfig) -> List[str]:
     saved_path = Path(checkpoint) / "config.yaml"
     if not saved_path.is_file():
         return []
-    saved = _flat(yaml.safe_load(saved_path.read_text()) or {})
-    wanted = _flat(config.to_dict())
+    saved = flatten_params(yaml.safe_load(saved_path.read_text()) or {})
+    wanted = flatten_params(config.to_dict())
     conflicts = []
     for key in sorted(set(saved) | set(wanted)):
         if any(key == allowed or key.startswith(allowed + ".") for allowed in RESUMABLE_CHANGES):
             continue
         if saved.get(key) != wanted.get(key):
-            conflicts.append(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}")
+            conflicts.append(f"{key}: {saved.get(key, '(absent)')} -> {wanted.get(key, '(absent)')}")
     return conflicts
-
-
-def _flat(data: Any, prefix: str = "") -> Dict[str, Any]:
-    if isinstance(data, dict) and data:
-        flat: Dict[str, Any] = {}
-        for key, value in data.items():
-            flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: data}
 
 
 def load_trainer_state(folder: Path) -> Dict[str, Any]:

@@ -93,9 +93,6 @@ def make_run_folder(run_dir: Path) -> None:
     """Create the run folder, or say in one line why it cannot be (the output folder is a file, read-only, ...)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".writable"
-        probe.write_text("")
-        probe.unlink()
     except OSError as error:
         raise OSError(error.errno, f"run.output_dir: cannot write the run folder {run_dir}: "
                                    f"{error.strerror or error}") from None

@@ -225,11 +225,17 @@ def _unreachable(error: BaseException) -> bool:
     return isinstance(error, OSError) or type(error).__module__.split(".")[0] in ("requests", "urllib3", "sqlalchemy")
 
 
-def _sqlite_folder(uri: str) -> Optional[Path]:
-    """The folder of the database of a ``sqlite:///path`` URI (relative to the CWD; four slashes: absolute)."""
+def _sqlite_path(uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///path`` URI (relative to the CWD; four slashes: absolute), else None."""
     prefix = "sqlite:///"
     path = uri[len(prefix):].split("?", 1)[0] if uri.startswith(prefix) else ""
-    return Path(path).resolve().parent if path and path != ":memory:" else None
+    return Path(path).resolve() if path and path != ":memory:" else None
+
+
+def _sqlite_folder(uri: str) -> Optional[Path]:
+    """The folder of the database of a ``sqlite:///path`` URI."""
+    database = _sqlite_path(uri)
+    return database.parent if database else None
 
 
 def _client(tracking_uri: Optional[str]):
@@ -254,17 +260,13 @@ def prepare_store(uri: str) -> None:
     under an exclusive lock on ``<database>.lock``: the others wait, then find the schema made. Other stores
     (a server, PostgreSQL, a folder) are left to MLflow.
     """
-    prefix = "sqlite:///"
-    if uri in _PREPARED or not uri.startswith(prefix):
-        return
-    path = uri[len(prefix):].split("?", 1)[0]
-    if not path or path == ":memory:":
+    database = _sqlite_path(uri)
+    if uri in _PREPARED or database is None:
         return
     import fcntl
 
     import mlflow
 
-    database = Path(path).resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
