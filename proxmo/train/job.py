@@ -39,7 +39,7 @@ from proxmo.train.checkpoint import (STATE_FILE, intact_checkpoint, load_trainer
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.metrics import Timings, metric_key, rollout_metrics
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
-from proxmo.train.signals import Terminated, terminate_as_exit
+from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
 
@@ -215,6 +215,7 @@ class Trainer:
             self.tracker = tracker or self._make_tracker(resume is not None)
             if resume:  # the iterations after the checkpoint are replayed: keep one point per step
                 self.tracker = skip_logged(self.tracker)
+            self.tracker = Uninterrupted(self.tracker)  # a SIGTERM waits until a record's write is done
         except BaseException:
             if created:  # a failed start leaves no half-made run folder behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)

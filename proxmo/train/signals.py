@@ -1,5 +1,9 @@
 """SIGTERM ends a job as Ctrl-C does: the run is closed KILLED, in its folder and in MLflow, instead of the process
-vanishing with its run left RUNNING (``kill``, ``timeout``, Docker and schedulers all send SIGTERM)."""
+vanishing with its run left RUNNING (``kill``, ``timeout``, Docker and schedulers all send SIGTERM).
+
+A SIGTERM that arrives while the run's record is being written (a tracker call: a line of metrics, a request to
+MLflow in the middle of a database transaction) waits until that call is done, so the record is never cut and no
+library is interrupted half-way through a transaction (:func:`deferred`, :class:`Uninterrupted`)."""
 
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ def terminate_as_exit() -> Iterator[None]:
 
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        if _state["deferring"]:
+            _state["pending"] = True  # raised when the record's write is done
+            return
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
@@ -35,6 +42,46 @@ def terminate_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _state["pending"] = False
 
 
-__all__ = ["Terminated", "terminate_as_exit"]
+_state = {"deferring": 0, "pending": False}
+"""How many :func:`deferred` blocks the main thread is in, and whether a SIGTERM waits for them to end."""
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within the block, a SIGTERM (under :func:`terminate_as_exit`) waits: :class:`Terminated` is raised when the
+    outermost block ends. Elsewhere than in the main thread it does nothing (signals reach only the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state["deferring"] += 1
+    try:
+        yield
+    finally:
+        _state["deferring"] -= 1
+        if not _state["deferring"] and _state["pending"]:
+            _state["pending"] = False
+            raise Terminated()
+
+
+class Uninterrupted:
+    """``target`` with every method call made in a :func:`deferred` block (the job wraps its tracker in it)."""
+
+    def __init__(self, target):
+        self._target = target
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            with deferred():
+                return value(*args, **kwargs)
+
+        return call
+
+
+__all__ = ["Terminated", "Uninterrupted", "deferred", "terminate_as_exit"]

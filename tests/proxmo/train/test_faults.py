@@ -204,3 +204,25 @@ def test_a_resume_that_changes_the_model_is_refused_naming_the_field(tmp_path):
     train(build_config(data), progress=False)
     recorded = (first.run_dir / "config.yaml").read_text()
     assert "micro_batch_size: 2" in recorded and "iterations: 3" in recorded
+
+
+def test_a_sigterm_during_a_record_write_waits_for_the_write(tmp_path):
+    from proxmo.train.signals import Terminated
+    from proxmo.train.tracking import JsonlTracker
+
+    class TermMidWrite(JsonlTracker):
+        """SIGTERM reaches the job in the middle of writing iteration 2's metrics (a database transaction, say)."""
+
+        def log_metrics(self, metrics, step):
+            if step == 2 and "train/success" in metrics:
+                os.kill(os.getpid(), signal.SIGTERM)
+            super().log_metrics(metrics, step)
+
+    config = build_config(_webshop_run(tmp_path, iterations=5, tracker="jsonl"))
+    run_dir = tmp_path / "runs" / tmp_path.name
+    with pytest.raises(Terminated):
+        train(config, tracker=TermMidWrite(run_dir), progress=False)
+    steps = [r["step"] for r in read_metrics(run_dir) if "train/success" in r["metrics"]]
+    assert steps == [1, 2]  # the write under way was finished, and nothing after it ran
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the job's handler is gone with it
