@@ -220,9 +220,13 @@ def test_a_sigterm_during_a_record_write_waits_for_the_write(tmp_path):
 
     config = build_config(_webshop_run(tmp_path, iterations=5, tracker="jsonl"))
     run_dir = tmp_path / "runs" / tmp_path.name
-    with pytest.raises(Terminated):
-        train(config, tracker=TermMidWrite(run_dir), progress=False)
+    earlier = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as in a fresh process (a test before may have set one)
+    try:
+        with pytest.raises(Terminated):
+            train(config, tracker=TermMidWrite(run_dir), progress=False)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the job's handler is gone with it
+    finally:
+        signal.signal(signal.SIGTERM, earlier)
     steps = [r["step"] for r in read_metrics(run_dir) if "train/success" in r["metrics"]]
     assert steps == [1, 2]  # the write under way was finished, and nothing after it ran
     assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the job's handler is gone with it
