@@ -15,7 +15,6 @@ seeds with a 95% Student-t interval. Generated games and a 53k-parameter model: 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
@@ -26,6 +25,9 @@ from pathlib import Path
 from typing import Dict, List
 
 from proxmo.results import t_interval
+from proxmo.results.contract import (EPISODES, GREEDY, ITERATION_SECONDS, RANDOM, SUCCESS, SUCCESS_SE, TRAIN, Summary,
+                                     quantity_key, success_key)
+from proxmo.train.tracking import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,19 +40,16 @@ def run_seed(seed: int, output_dir: str, config: str, overrides: List[str]) -> D
     subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     run_dir = Path(output_dir) / f"seed{seed}"
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    evals = [dict(r["metrics"], step=r["step"]) for r in records if "val/success" in r["metrics"]]
-    train = [r["metrics"] for r in records if "timing/iteration_s" in r["metrics"]]
-    baseline = next((r["metrics"] for r in records if "val/random/success" in r["metrics"]), {})
-    steps = sum(m["train/episodes"] * m["train/episode_length"] for m in train)
-    seconds = sum(m["timing/iteration_s"] for m in train)
-    first, last = evals[0], evals[-1]
+    summary = Summary.read(run_dir)
+    train = [r["metrics"] for r in read_metrics(run_dir) if ITERATION_SECONDS in r["metrics"]]
+    steps = sum(m[quantity_key(TRAIN, "episodes")] * m[quantity_key(TRAIN, "episode_length")] for m in train)
+    seconds = sum(m[ITERATION_SECONDS] for m in train)
+    first, last = summary.first_eval, summary.final_eval
     return {
-        "seed": seed, "random": baseline.get("val/random/success", float("nan")),
-        "first": first["val/success"], "last": last["val/success"],
-        "se": math.hypot(first["val/success_se"], last["val/success_se"]),
-        "best": max(e["val/success"] for e in evals), "greedy": last.get("val/greedy/success", float("nan")),
-        "episodes": last["val/episodes"], "iterations": len(train), "steps_per_s": steps / seconds, "wall_s": wall,
+        "seed": seed, "random": summary.random_baseline.get(success_key(RANDOM), float("nan")),
+        "first": first[SUCCESS], "last": summary.final(), "se": math.hypot(first[SUCCESS_SE], last[SUCCESS_SE]),
+        "best": summary.best(), "greedy": last.get(success_key(GREEDY), float("nan")),
+        "episodes": last[EPISODES], "iterations": len(train), "steps_per_s": steps / seconds, "wall_s": wall,
     }
 
 

@@ -20,10 +20,11 @@ from typing import Dict, List
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from proxmo.results.contract import BATCH_STEPS, PHASES, timing_key  # noqa: E402
 from proxmo.train.config import load_config  # noqa: E402
 from proxmo.train.job import train  # noqa: E402
 
-PHASES = ("rollout", "adv", "old_logprob", "ref_logprob", "update", "iteration")
+TIMED = (*PHASES, "iteration")
 
 
 def measure(config_path: str, estimator: str, iterations: int, output_dir: str, overrides: List[str]) -> Dict[str, float]:
@@ -33,11 +34,11 @@ def measure(config_path: str, estimator: str, iterations: int, output_dir: str, 
     ])
     result = train(config, progress=False)
     means = {}
-    for phase in PHASES:
-        values = [m.get(f"timing/{phase}_s") for m in result.history if f"timing/{phase}_s" in m]
+    for phase in TIMED:
+        values = [m[timing_key(phase)] for m in result.history if timing_key(phase) in m]
         if values:
             means[phase] = statistics.mean(values)
-    means["rows"] = statistics.mean(m["batch/steps"] for m in result.history)
+    means["rows"] = statistics.mean(m[BATCH_STEPS] for m in result.history)
     return means
 
 

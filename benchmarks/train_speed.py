@@ -22,12 +22,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+from proxmo.results.contract import ITERATION_SECONDS, PHASES, environment_steps, timing_key  # noqa: E402
 from proxmo.train.config import load_config  # noqa: E402
 from proxmo.train.job import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("configs/alfworld_demo.yaml", "configs/webshop_demo.yaml")
-PHASES = ("rollout", "adv", "old_logprob", "ref_logprob", "update")
 
 
 def measure(preset: str, iterations: int, output_dir: str, overrides: List[str]) -> Dict[str, float]:
@@ -38,18 +38,18 @@ def measure(preset: str, iterations: int, output_dir: str, overrides: List[str])
     ])
     result = train(config, progress=False)
     history = result.history
-    steps = sum(m["train/episodes"] * m["train/episode_length"] for m in history)
-    seconds = sum(m["timing/iteration_s"] for m in history)
+    steps = sum(environment_steps(m) for m in history)
+    seconds = sum(m[ITERATION_SECONDS] for m in history)
     row = {"steps": steps / len(history), "iteration": seconds / len(history), "steps_per_s": steps / seconds,
            "first_third": _rate(history[: max(1, len(history) // 3)]), "last_third": _rate(history[-max(1, len(history) // 3):])}
     for phase in PHASES:
-        values = [m[f"timing/{phase}_s"] for m in history if f"timing/{phase}_s" in m]
+        values = [m[timing_key(phase)] for m in history if timing_key(phase) in m]
         row[phase] = statistics.mean(values) if values else 0.0
     return row
 
 
 def _rate(history) -> float:
-    return sum(m["train/episodes"] * m["train/episode_length"] for m in history) / sum(m["timing/iteration_s"] for m in history)
+    return sum(environment_steps(m) for m in history) / sum(m[ITERATION_SECONDS] for m in history)
 
 
 def main(argv: List[str] | None = None) -> int:

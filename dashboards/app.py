@@ -17,15 +17,16 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` does not put the project on the path
 
 from dashboards import data  # noqa: E402
-from proxmo.urls import OPTUNA_STORAGE_ENV, redact_url  # noqa: E402
+from proxmo.results.contract import PHASES, SUCCESS, category_of, timing_key  # noqa: E402
+from proxmo.urls import MLFLOW_UI, MLFLOW_UI_ENV, OPTUNA_STORAGE_ENV, TRACKING_URI_ENV, redact_url  # noqa: E402
 
 EMPTY_HINT = ("Nothing here yet. Train a run (`make run`), an ablation (`proxmo ablate configs/alfworld_demo.yaml`) "
               "or a sweep (`proxmo sweep configs/alfworld_demo.yaml`), then reload.")
 
 
 def _store() -> data.Store:
-    return data.Store(os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get(OPTUNA_STORAGE_ENV),
-                      os.environ.get("PROXMO_MLFLOW_UI", "http://127.0.0.1:5000"))
+    return data.Store(os.environ.get(TRACKING_URI_ENV), os.environ.get(OPTUNA_STORAGE_ENV),
+                      os.environ.get(MLFLOW_UI_ENV, MLFLOW_UI))
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -125,7 +126,7 @@ def runs_section(store: data.Store, runs: pd.DataFrame) -> None:
         return
     ids = [labels[c] for c in chosen]
     names = {labels[c]: c.split(" (")[0] for c in chosen}
-    points = data.histories(store, ids, ["val/success"])
+    points = data.histories(store, ids, [SUCCESS])
     figure = go.Figure()
     for run_id, rows in points.groupby("run_id", sort=False):
         rows = rows.sort_values("step")
@@ -136,20 +137,20 @@ def runs_section(store: data.Store, runs: pd.DataFrame) -> None:
         st.plotly_chart(figure, width="stretch")
     with right:
         first = ids[0]
-        categories = data.metric_names(store, first, "val/success/")
+        categories = [m for m in data.metric_names(store, first, SUCCESS + "/") if category_of(m) is not None]
         by_category = data.histories(store, [first], categories)
         figure = go.Figure()
         for metric, rows in by_category.groupby("metric"):
             rows = rows.sort_values("step")
             figure.add_trace(go.Scatter(x=rows["step"], y=rows["value"], mode="lines+markers",
-                                        name=metric.rsplit("/", 1)[-1]))
+                                        name=category_of(metric)))
         figure.update_layout(title=f"per category: {names[first]}", xaxis_title="iteration", height=360,
                              margin={"t": 40, "b": 30})
         st.plotly_chart(figure, width="stretch")
-    phases = [p for p in data.PHASES if f"m:timing/{p}_s" in trained]
+    phases = [p for p in PHASES if f"m:{timing_key(p)}" in trained]
     timing = trained[trained["run_id"].isin(ids)]
     if phases:
-        figure = go.Figure([go.Bar(name=phase, x=[names[i] for i in timing["run_id"]], y=timing[f"m:timing/{phase}_s"])
+        figure = go.Figure([go.Bar(name=phase, x=[names[i] for i in timing["run_id"]], y=timing[f"m:{timing_key(phase)}"])
                             for phase in phases])
         figure.update_layout(barmode="stack", title="seconds per iteration by phase (last iteration)", height=320,
                              margin={"t": 40, "b": 30})

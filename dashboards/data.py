@@ -12,10 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from proxmo.results import RunSummary, compare_variants
-
-PHASES = ("rollout", "adv", "update", "ref_logprob", "old_logprob")
-"""The timed phases of an iteration (``timing/<phase>_s``)."""
+from proxmo.results import RunSummary, compare_variants, contract
+from proxmo.results.contract import ADV_FRACTION, ADV_SECONDS, SUCCESS, best_value, final_value
+from proxmo.urls import MLFLOW_UI
 
 
 @dataclass
@@ -24,7 +23,7 @@ class Store:
 
     tracking_uri: Optional[str]
     optuna_storage: Optional[str]
-    mlflow_ui: str = "http://127.0.0.1:5000"
+    mlflow_ui: str = MLFLOW_UI
 
     def client(self):
         import mlflow
@@ -63,10 +62,12 @@ def runs_frame(store: Store) -> pd.DataFrame:
         row: Dict[str, Any] = {
             "run_id": run.info.run_id, "name": run.info.run_name, "experiment": experiments[run.info.experiment_id],
             "experiment_id": run.info.experiment_id, "status": run.info.status, "start": run.info.start_time,
-            "parent": tags.get("mlflow.parentRunId"), "role": tags.get("proxmo_role"), "group": tags.get("proxmo_name"),
-            "variant": tags.get("variant"), "study": tags.get("study"), "trial": tags.get("trial"),
-            "estimator": tags.get("estimator"), "env": tags.get("env"), "eval_key": tags.get("eval_tasks_hash", ""),
-            "seed": run.data.params.get("run.seed"),
+            "parent": tags.get(contract.TAG_PARENT), "role": tags.get(contract.TAG_ROLE),
+            "group": tags.get(contract.TAG_GROUP), "baseline": tags.get(contract.TAG_BASELINE),
+            "variant": tags.get(contract.TAG_VARIANT), "study": tags.get(contract.TAG_STUDY),
+            "trial": tags.get(contract.TAG_TRIAL), "estimator": tags.get(contract.TAG_ESTIMATOR),
+            "env": tags.get(contract.TAG_ENV), "eval_key": tags.get(contract.TAG_EVAL_KEY, ""),
+            "seed": run.data.params.get(contract.SEED_PARAM),
         }
         row.update({f"m:{key}": value for key, value in run.data.metrics.items()})
         rows.append(row)
@@ -111,29 +112,34 @@ def groups(runs: pd.DataFrame, role: str) -> pd.DataFrame:
 
 def ablation_table(store: Store, runs: pd.DataFrame, parent_id: str, baseline: Optional[str] = None):
     """The comparison of an ablation's variants over seeds (``proxmo.results.compare_variants``), from the
-    child runs' MLflow metrics: final = the last ``val/success``, best = its maximum. Answers (rows, baseline)."""
+    child runs' MLflow metrics, final and best as the run contract defines them. The baseline is ``baseline``
+    if it is a variant, else the one the ablation recorded on its parent run, else the contract's default over
+    the variants in the order the ablation started them (what the ablation flow picks). Answers (rows, baseline)."""
     children = runs[(runs["parent"] == parent_id) & runs["variant"].notna() & (runs["status"] == "FINISHED")]
     children = children.sort_values("start")  # variants in the order the ablation ran them
     if children.empty:
         return [], None
-    curves = histories(store, list(children["run_id"]), ["val/success", "timing/adv_fraction"])
+    curves = histories(store, list(children["run_id"]), [SUCCESS, ADV_FRACTION])
     summaries = []
     for _, child in children.iterrows():
         mine = curves[curves["run_id"] == child["run_id"]]
-        points = mine[mine["metric"] == "val/success"].sort_values("step")
-        if points.empty:
+        values = list(mine[mine["metric"] == SUCCESS].sort_values("step")["value"])
+        if not values:
             continue
-        adv = mine[mine["metric"] == "timing/adv_fraction"]["value"]  # the run's mean, as in its summary
-        summaries.append(RunSummary(str(child["variant"]), int(child["seed"] or 0), float(points["value"].iloc[-1]),
-                                    float(points["value"].max()), str(child["eval_key"] or ""),
+        adv = mine[mine["metric"] == ADV_FRACTION]["value"]  # the run's mean, as in its summary
+        summaries.append(RunSummary(str(child["variant"]), int(child["seed"] or 0), final_value(values),
+                                    best_value(values), str(child["eval_key"] or ""),
                                     adv_fraction=float(adv.mean()) if len(adv) else None))
-    variants = sorted({s.variant for s in summaries})
+    variants = list(dict.fromkeys(s.variant for s in summaries))
     if baseline not in variants:
-        baseline = "grpo" if "grpo" in variants else (variants[0] if variants else None)
+        recorded = runs.loc[runs["run_id"] == parent_id, "baseline"] if "baseline" in runs else pd.Series(dtype=object)
+        baseline = recorded.iloc[0] if len(recorded) and recorded.iloc[0] in variants else None
+    if baseline is None:
+        baseline = contract.default_baseline(variants)
     return compare_variants(summaries, baseline=baseline), baseline
 
 
-def ablation_curves(store: Store, runs: pd.DataFrame, parent_id: str, metric: str = "val/success") -> pd.DataFrame:
+def ablation_curves(store: Store, runs: pd.DataFrame, parent_id: str, metric: str = SUCCESS) -> pd.DataFrame:
     """Per variant and step: mean over seeds and its 95% band (columns variant, step, mean, low, high, n)."""
     from proxmo.results.curves import band
 
@@ -150,12 +156,12 @@ def ablation_curves(store: Store, runs: pd.DataFrame, parent_id: str, metric: st
 
 def overhead(runs: pd.DataFrame) -> pd.DataFrame:
     """Per estimator over its finished runs: mean advantage seconds per iteration and share of the iteration."""
-    needed = {"m:timing/adv_s", "m:timing/adv_fraction"}
-    if runs.empty or not needed <= set(runs.columns):
+    seconds, share = f"m:{ADV_SECONDS}", f"m:{ADV_FRACTION}"
+    if runs.empty or not {seconds, share} <= set(runs.columns):
         return pd.DataFrame(columns=["estimator", "runs", "advantage s / iteration", "advantage share (%)"])
-    finished = runs[(runs["status"] == "FINISHED") & runs["estimator"].notna() & runs["m:timing/adv_s"].notna()]
-    table = finished.groupby("estimator").agg(runs=("run_id", "count"), adv_s=("m:timing/adv_s", "mean"),
-                                              share=("m:timing/adv_fraction", "mean")).reset_index()
+    finished = runs[(runs["status"] == "FINISHED") & runs["estimator"].notna() & runs[seconds].notna()]
+    table = finished.groupby("estimator").agg(runs=("run_id", "count"), adv_s=(seconds, "mean"),
+                                              share=(share, "mean")).reset_index()
     return pd.DataFrame({"estimator": table["estimator"], "runs": table["runs"],
                          "advantage s / iteration": table["adv_s"].round(5),
                          "advantage share (%)": (100 * table["share"]).round(3)})
@@ -195,5 +201,5 @@ def best_trials(study, runs: pd.DataFrame, store: Store, top: int = 5) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-__all__ = ["PHASES", "Store", "ablation_curves", "ablation_table", "best_trials", "groups", "histories",
+__all__ = ["Store", "ablation_curves", "ablation_table", "best_trials", "groups", "histories",
            "load_study", "metric_names", "overhead", "runs_frame", "studies"]

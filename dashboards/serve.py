@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from proxmo.urls import OPTUNA_STORAGE_ENV
+from proxmo.urls import MLFLOW_UI_ENV, OPTUNA_STORAGE_ENV, TRACKING_URI_ENV, default_optuna_storage, default_tracking_uri
 
 APP = Path(__file__).resolve().parent / "app.py"
 
@@ -24,9 +24,7 @@ APP = Path(__file__).resolve().parent / "app.py"
 def default_stores(folder: Optional[Path] = None) -> Dict[str, str]:
     """The project's own stores: ``MLFLOW_TRACKING_URI`` (else ``mlflow.db``) and ``optuna.db`` in ``folder``
     (default the working directory), the files that ``make run``, ``proxmo ablate`` and ``proxmo sweep`` write."""
-    folder = Path(folder or Path.cwd()).resolve()
-    return {"tracking_uri": os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{folder / 'mlflow.db'}",
-            "optuna_storage": os.environ.get(OPTUNA_STORAGE_ENV) or f"sqlite:///{folder / 'optuna.db'}"}
+    return {"tracking_uri": default_tracking_uri(folder), "optuna_storage": default_optuna_storage(folder)}
 
 
 @dataclass
@@ -91,7 +89,7 @@ def _bin(name: str) -> str:
 def dashboard_service(host: str, port: int, tracking_uri: str, optuna_storage: str, mlflow_ui: str) -> Service:
     command = [_bin("streamlit"), "run", str(APP), "--server.headless", "true", "--server.address", host,
                "--server.port", str(port), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
-    env = {"MLFLOW_TRACKING_URI": tracking_uri, OPTUNA_STORAGE_ENV: optuna_storage, "PROXMO_MLFLOW_UI": mlflow_ui}
+    env = {TRACKING_URI_ENV: tracking_uri, OPTUNA_STORAGE_ENV: optuna_storage, MLFLOW_UI_ENV: mlflow_ui}
     return Service("dashboard", command, f"http://{host}:{port}", f"http://{host}:{port}/_stcore/health", env)
 
 

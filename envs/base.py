@@ -50,6 +50,18 @@ def _unchanged(options: Dict[str, Any], workdir: Path, splits: Sequence[str]) ->
 
 
 @dataclass(frozen=True)
+class ResultColumn:
+    """One column of a results table: a quantity of the final evaluation's episodes, in the table's unit."""
+
+    label: str
+    quantity: str = "success"
+    """``success`` (overall, or of ``category``), or another per-episode mean such as ``score``."""
+    category: Optional[str] = None
+    scale: float = 100.0
+    """Percent by default."""
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """What an agent and a trainer need to know about an environment, besides how to build it.
 
@@ -82,6 +94,12 @@ class EnvSpec:
     """Options that say where data lives rather than what it is (left out of evaluation keys)."""
     corpus: Callable[[Info], List[str]] = lambda info: []
     """Extra texts of an episode worth training a tokenizer on (e.g. a WebShop instruction)."""
+    categories: Tuple[str, ...] = ()
+    """The task categories of its episodes (``info["category"]``), in the order results tables list them."""
+    result_columns: Tuple[ResultColumn, ...] = (ResultColumn("success"),)
+    """Its columns in a results table of methods (the paper's table), in order."""
+    play_options: Callable[[], Dict[str, Any]] = dict
+    """Options ``proxmo play`` starts from when none are given (e.g. a bundled game)."""
 
 
 _REGISTRY: Dict[str, Callable[..., TextEnv]] = {}

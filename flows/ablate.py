@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
-from proxmo.results import RunSummary, compare_variants, markdown_table
+from proxmo.results import RunSummary, comparison_table, compare_variants, contract
 from proxmo.train.config import check_path_component, load_config
 from tasks.training import parent_run, publish_results, run_jobs
 
@@ -41,11 +41,11 @@ def variant_configs(preset: str, variants: Dict[str, List[str]], seeds: List[int
             try:
                 config = load_config(_preset(preset), [*overrides, *extra, f"run.seed={seed}",
                                                        f"run.output_dir={output_dir}/{name}",
-                                                       f"run.name={variant}__s{seed}"])
+                                                       f"run.name={contract.variant_run_name(variant, seed)}"])
             except ValueError as error:
                 raise ValueError(f"variant {variant!r}: {error}") from None
             data = config.to_dict()
-            data["run"]["tags"] = {**data["run"]["tags"], "variant": variant, "ablation": name}
+            data["run"]["tags"] = {**data["run"]["tags"], contract.TAG_VARIANT: variant, contract.TAG_ABLATION: name}
             configs.append(data)
     return configs
 
@@ -82,22 +82,23 @@ def ablate_flow(
         check_path_component(variant, "variant")
     seeds = seeds if seeds is not None else [0, 1, 2]
     if baseline is None:
-        baseline = "grpo" if "grpo" in variants else next(iter(variants))
+        baseline = contract.default_baseline(list(variants))
     elif baseline not in variants:
         raise ValueError(f"baseline: {baseline!r} is not one of the variants {list(variants)}")
     configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
     flow_run_id = str(flow_run.get_id() or "")
-    parent = parent_run(experiment, name, "ablation", tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    parent = parent_run(experiment, name, contract.ROLE_ABLATION, tracking_uri,
+                        {contract.TAG_FLOW_RUN: flow_run_id, contract.TAG_BASELINE: baseline})
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         for data in configs:
             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent.run_id)
-            data["run"]["tags"]["prefect.flow_run_id"] = flow_run_id
+            data["run"]["tags"][contract.TAG_FLOW_RUN] = flow_run_id
         summaries = run_jobs(configs, launcher, retries, num_gpus, ray_address, num_cpus)
-        runs = [RunSummary.from_summary(d["run"]["tags"]["variant"], d["run"]["seed"], s["summary"])
+        runs = [RunSummary.from_summary(d["run"]["tags"][contract.TAG_VARIANT], d["run"]["seed"], s["summary"])
                 for d, s in zip(configs, summaries)]
         rows = compare_variants(runs, baseline=baseline)
-        table = markdown_table(rows, baseline=baseline)
+        table = comparison_table(rows, baseline=baseline)
         logger.info("ablation %s:\n%s", name, table)
         _log_table(parent, rows, table)
         _log_curves(parent, configs, summaries, name)
@@ -136,9 +137,9 @@ def _log_curves(parent, configs, summaries, name: str) -> None:
 
     curves: Dict[str, List[Any]] = {}
     for data, summary in zip(configs, summaries):
-        curve = evaluation_curves(read_metrics(summary["run_dir"])).get("val/success")
+        curve = evaluation_curves(read_metrics(summary["run_dir"])).get(contract.SUCCESS)
         if curve:
-            curves.setdefault(data["run"]["tags"]["variant"], []).append(curve)
+            curves.setdefault(data["run"]["tags"][contract.TAG_VARIANT], []).append(curve)
     if curves:
         with tempfile.TemporaryDirectory() as folder:
             parent.log_artifact(plot_variants(curves, Path(folder) / "curves.png",

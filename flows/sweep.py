@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
@@ -13,8 +12,10 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.train import _preset, artifact_key
+from proxmo.results import contract
+from proxmo.results.contract import OBJECTIVES, SUCCESS, Summary
 from proxmo.train.config import check_path_component, load_config
-from proxmo.urls import redact_url
+from proxmo.urls import default_optuna_storage, redact_url
 from tasks.study import STORAGE_ENV, Heartbeats, ask, open_study, study_storage, use_worker_stream
 from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
 
@@ -27,17 +28,6 @@ SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
     "rollout_temperature": ("rollout.temperature", 0.5, 1.5, False),
 }
 """Name -> (config field, low, high, log scale). δ (or β) and τ are searched by default."""
-
-OBJECTIVES = ("final", "auc")
-
-
-def objective_value(summary: Dict[str, Any], objective: str) -> float:
-    """``final``: the last validation success; ``auc``: the mean validation success over the run's evaluations."""
-    values = [float(e["val/success"]) for e in summary.get("evaluations", []) if "val/success" in e]
-    if not values:
-        raise ValueError("the run has no evaluation to score")
-    return values[-1] if objective == "final" else sum(values) / len(values)
-
 
 def _space(params: List[str], ranges: Optional[Dict[str, List[float]]]) -> Dict[str, Tuple[str, float, float, bool]]:
     unknown = [p for p in [*params, *(ranges or {})] if p not in SEARCH_SPACE]
@@ -58,7 +48,7 @@ def _space(params: List[str], ranges: Optional[Dict[str, List[float]]]) -> Dict[
 
 def _config(preset: str, overrides: List[str], values: Dict[str, Tuple[str, float]], name: str, number: int,
             output_dir: str, seed: int, several: bool = False) -> Dict[str, Any]:
-    run_name = f"trial{number:03d}__s{seed}" if several else f"trial{number:03d}"
+    run_name = contract.trial_run_name(number, seed if several else None)
     config = load_config(_preset(preset), [*overrides, *(f"{key}={value}" for key, value in values.values()),
                                            f"run.seed={seed}", f"run.output_dir={output_dir}/{name}",
                                            f"run.name={run_name}"])
@@ -115,17 +105,16 @@ def sweep_flow(
     overrides = list(overrides or [])
     # Every setting is checked before the first trial: the config at the low end of every range.
     _config(preset, overrides, {n: (k, low) for n, (k, low, _, _) in space.items()}, name, 0, output_dir, seed)
-    # like MLflow's own default store: a file in the working directory, which `proxmo ui` reads too
     if storage and redact_url(storage) != storage:
         raise ValueError(f"storage: {redact_url(storage)} holds a password, and Prefect keeps a flow's parameters in "
                          f"plain text; set it in {STORAGE_ENV} instead (the `proxmo sweep` command does that for --storage)")
-    storage = storage or os.environ.get(STORAGE_ENV) or f"sqlite:///{Path.cwd().resolve() / 'optuna.db'}"
+    storage = storage or default_optuna_storage()
     startup = min(8, n_trials)
     storage_backend = study_storage(storage)
     study = open_study(name, storage_backend, make_pruner(pruner), startup)  # fails dead workers' trials, not live ones
     flow_run_id = str(flow_run.get_id() or "")
-    parent = parent_run(experiment, name, "study", tracking_uri, {"prefect.flow_run_id": flow_run_id})
-    metric = "val/success"
+    parent = parent_run(experiment, name, contract.ROLE_STUDY, tracking_uri, {contract.TAG_FLOW_RUN: flow_run_id})
+    metric = SUCCESS
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
         first_trial = None
@@ -151,8 +140,9 @@ def sweep_flow(
                                            several=len(seeds) > 1)
                             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                                parent_run_id=parent.run_id)
-                            data["run"]["tags"] = {**data["run"]["tags"], "study": name, "trial": str(trial.number),
-                                                   "prefect.flow_run_id": flow_run_id}
+                            data["run"]["tags"] = {**data["run"]["tags"], contract.TAG_STUDY: name,
+                                                   contract.TAG_TRIAL: str(trial.number),
+                                                   contract.TAG_FLOW_RUN: flow_run_id}
                             # The first seed's evaluations are the trial's intermediate values; every seed's job
                             # asks the pruner, so a pruned trial stops all of them.
                             reporter = {"storage": storage, "study": name, "number": trial.number, "metric": metric,
@@ -200,19 +190,19 @@ def _tell(study, trial, jobs, seeds: List[int], objective: str, logger) -> None:
     mean objective over its seeds (each seed's value kept as the trial's user attribute ``values``)."""
     import optuna
 
-    summaries = []
+    summaries: List[Summary] = []
     for job_seed, job in zip(seeds, jobs):
         try:
-            summaries.append(job.result()["summary"])
+            summaries.append(Summary.from_dict(job.result()["summary"]))
         except Exception as error:  # noqa: BLE001 - a failed trial is recorded and the study goes on
             logger.warning("trial %d (seed %d) failed: %s", trial.number, job_seed, error)
     if len(summaries) < len(seeds):
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
-    if any(summary.get("stopped") for summary in summaries):
+    if any(summary.stopped for summary in summaries):
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
-    values = {str(s): objective_value(summary, objective) for s, summary in zip(seeds, summaries)}
+    values = {str(s): summary.objective(objective) for s, summary in zip(seeds, summaries)}
     trial.set_user_attr("values", values)
     trial.set_user_attr("ray_nodes", [job.result().get("ray_node") for job in jobs])  # where its jobs trained
     value = sum(values.values()) / len(values)

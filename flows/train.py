@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Literal, Optional
 from prefect import flow
 from prefect.runtime import flow_run
 
+from proxmo.results import contract
 from proxmo.train.config import load_config
 from proxmo.train.job import run_name
 from tasks.training import parent_run, publish_results, results_row, run_jobs, train_job
@@ -43,9 +44,9 @@ def train_flow(
     data = config.to_dict()
     data["run"]["name"] = run_name(config)  # fixed here so the artifact key and the run folder agree
     summary = train_job(data, launcher, num_gpus, ray_address)
-    row = results_row([summary])
+    row = results_row([summary], [config.env.name])
     publish_results([row], key=f"train-{artifact_key(summary['run_name'])}", title=f"run {summary['run_name']}")
-    print(f"run {summary['run_name']}: {summary['final_eval'].get('val/success')} success -> {summary['run_dir']}")
+    print(f"run {summary['run_name']}: {summary['final_eval'].get(contract.SUCCESS)} success -> {summary['run_dir']}")
     return summary
 
 
@@ -88,21 +89,22 @@ def reproduce_flow(
             for seed in seeds:
                 config = load_config(_preset(preset), [
                     *(overrides or []), *(env_overrides or []), f"advantage.estimator={estimator}",
-                    f"run.seed={seed}", f"run.output_dir={output_dir}", f"run.name={env}__{estimator}__s{seed}",
+                    f"run.seed={seed}", f"run.output_dir={output_dir}",
+                    f"run.name={contract.reproduction_run_name(env, estimator, seed)}",
                 ])
                 jobs.append((estimator, config.to_dict()))
     flow_run_id = str(flow_run.get_id() or "")
-    parent = parent_run(experiment, name, "reproduction", tracking_uri, {"prefect.flow_run_id": flow_run_id})
+    parent = parent_run(experiment, name, contract.ROLE_REPRODUCTION, tracking_uri, {contract.TAG_FLOW_RUN: flow_run_id})
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         for _, data in jobs:
             data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent.run_id)
-            data["run"]["tags"] = {**data["run"]["tags"], "reproduction": name, "prefect.flow_run_id": flow_run_id}
+            data["run"]["tags"] = {**data["run"]["tags"], contract.TAG_REPRODUCTION: name, contract.TAG_FLOW_RUN: flow_run_id}
         done = run_jobs([data for _, data in jobs], launcher, retries, num_gpus, ray_address, num_cpus)
         summaries: Dict[str, List[Dict[str, Any]]] = {estimator: [] for estimator in estimators}
         for (estimator, _), summary in zip(jobs, done):
             summaries[estimator].append(summary)
-        rows = [results_row(summaries[estimator]) for estimator in estimators]
+        rows = [results_row(summaries[estimator], list(presets)) for estimator in estimators]  # the paper's columns
         title = "ALFWorld success (%) and WebShop score / success (%), mean [95% CI] over seeds"
         markdown = publish_results(rows, key="reproduce-table", title=title)
         _log_results(parent, markdown, done)
@@ -118,7 +120,7 @@ def _log_results(parent, markdown: str, summaries: List[Dict[str, Any]]) -> None
             writer.writerow(["env", "estimator", "seed", "metric", "value"])
             for summary in summaries:
                 for key, value in sorted(summary["final_eval"].items()):
-                    if key.startswith("val/") and not key.endswith(("_se", "episodes", "aborted")):
+                    if key.startswith(contract.VAL + "/") and not key.endswith(("_se", "episodes", "aborted")):
                         writer.writerow([summary["env"], summary["estimator"], summary["seed"], key, value])
         parent.log_artifact(Path(folder) / "reproduce.md")
         parent.log_artifact(Path(folder) / "reproduce.csv")

@@ -13,7 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from proxmo.telemetry import keep_local
-from proxmo.urls import OPTUNA_STORAGE_ENV, redact_url
+from proxmo.results.contract import METRICS_FILE, SUCCESS, parse_variant_run
+from proxmo.urls import DASHBOARD_PORT, MLFLOW_PORT, MLFLOW_UI, OPTUNA_PORT, OPTUNA_STORAGE_ENV, redact_url
 
 keep_local()  # before any command imports MLflow, Prefect or Ray
 
@@ -117,8 +118,9 @@ def games_generate(
     split: str = typer.Option("train", help="train, valid_seen or valid_unseen (unseen uses floor plans train never uses)."),
     count: int = typer.Option(..., min=0, help="How many games."),
     seed: int = typer.Option(0, help="Games are deterministic per (seed, split, index)."),
-    max_receptacles: int = typer.Option(0, min=0, help="Cap receptacles (0: all); those the task needs are kept."),
-    distractors: int = typer.Option(12, min=0, help="Distractor objects per game."),
+    max_receptacles: Optional[int] = typer.Option(None, min=0, help="Cap receptacles (0: all; default: the "
+                                                  "generator's); those the task needs are kept."),
+    distractors: Optional[int] = typer.Option(None, min=0, help="Distractor objects per game (default: the generator's)."),
     task_types: Optional[List[str]] = typer.Option(None, "--task-type", help="Only these task types (repeat the option)."),
 ) -> None:
     """Generate solvable ALFWorld games (six task types in turn), each with the expert's walkthrough."""
@@ -136,7 +138,8 @@ def games_generate(
     unknown = [t for t in types if t not in TASK_TYPES]
     if unknown:
         raise typer.BadParameter(f"unknown {unknown}; choose from {list(TASK_TYPES)}", param_hint="--task-type")
-    knobs = Knobs(max_receptacles=max_receptacles, distractors=distractors)
+    knobs = Knobs(**{k: v for k, v in {"max_receptacles": max_receptacles, "distractors": distractors}.items()
+                     if v is not None})
     written = Counter()
     games = generate(out, split, count, seed, types, knobs)
     for path in track(games, total=count, description=f"generating {split}", console=console, transient=True):
@@ -147,7 +150,7 @@ def games_generate(
 
 @app.command()
 def play(
-    env: str = typer.Option("alfworld", help="alfworld or webshop."),
+    env: str = typer.Option("alfworld", help="A registered environment: alfworld, webshop, or one of yours."),
     game: Optional[Path] = typer.Option(None, help="ALFWorld: a game file or trial folder (default: a bundled game)."),
     task: Optional[str] = typer.Option(None, help="The task to reset to (an ALFWorld game file, a WebShop goal index)."),
     set_: List[str] = typer.Option([], "--set", help="Environment options, e.g. --set split=test --set max_steps=15"),
@@ -156,11 +159,10 @@ def play(
     import envs
 
     config = _parse_overrides(set_)
-    if env == "alfworld":
-        from envs.alfworld import fixture_games
-
-        config.setdefault("game", str(game) if game else str(fixture_games()[0]))
+    if game is not None:
+        config["game"] = str(game)
     try:
+        config = {**envs.spec(env).play_options(), **config}
         environment = envs.make(env, **config)
     except (KeyError, ValueError, TypeError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
@@ -347,22 +349,22 @@ def sync(
 def curves(
     folder: Path = typer.Argument(..., help="An ablation's folder (its runs are <variant>__s<seed>/) or one run's folder."),
     output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="The PNG to write."),
-    metric: str = typer.Option("val/success", help="The evaluation metric to plot."),
+    metric: str = typer.Option(SUCCESS, help="The evaluation metric to plot."),
 ) -> None:
     """Plot learning curves from run folders: one run's overall and per-category success, or every variant of an
     ablation as its mean over seeds with a 95% band."""
     from proxmo.results.curves import evaluation_curves, plot_run, plot_variants
     from proxmo.train.tracking import read_metrics
 
-    if (folder / "metrics.jsonl").is_file():
+    if (folder / METRICS_FILE).is_file():
         plot_run(evaluation_curves(read_metrics(folder)), output, title=folder.name)
         console.print(f"{escape(str(output))}: {escape(folder.name)}", soft_wrap=True)
         return
     grouped = {}
-    for run in sorted(p for p in folder.glob("*__s*") if (p / "metrics.jsonl").is_file()):
+    for run in sorted(p for p in folder.iterdir() if parse_variant_run(p.name) and (p / METRICS_FILE).is_file()):
         curve = evaluation_curves(read_metrics(run)).get(metric)
         if curve:
-            grouped.setdefault(run.name.rsplit("__s", 1)[0], []).append(curve)
+            grouped.setdefault(parse_variant_run(run.name)[0], []).append(curve)
     if not grouped:
         raise typer.BadParameter(f"no run folder with {metric!r} evaluations under {folder}", param_hint="FOLDER")
     plot_variants(grouped, output, title=f"{folder.name}: {metric}, mean over seeds, 95% CI band", ylabel=metric)
@@ -383,12 +385,12 @@ def _stores(tracking_uri: Optional[str], storage: Optional[str]) -> dict:
 
 @app.command()
 def dashboard(
-    port: int = typer.Option(8501, help="Port of the dashboard."),
+    port: int = typer.Option(DASHBOARD_PORT, help="Port of the dashboard."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI, "
                                                "else mlflow.db here)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage (default optuna.db here)."),
-    mlflow_ui: str = typer.Option("http://127.0.0.1:5000", "--mlflow-ui", help="The MLflow UI that run links open."),
+    mlflow_ui: str = typer.Option(MLFLOW_UI, "--mlflow-ui", help="The MLflow UI that run links open."),
 ) -> None:
     """Serve the ablation and sweep dashboard (Streamlit) until Ctrl-C."""
     from dashboards.serve import dashboard_service, serve
@@ -401,9 +403,9 @@ def dashboard(
 @app.command()
 def ui(
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
-    mlflow_port: int = typer.Option(5000, help="Port of the MLflow UI."),
-    optuna_port: int = typer.Option(8080, help="Port of optuna-dashboard."),
-    dashboard_port: int = typer.Option(8501, help="Port of the proxmo dashboard."),
+    mlflow_port: int = typer.Option(MLFLOW_PORT, help="Port of the MLflow UI."),
+    optuna_port: int = typer.Option(OPTUNA_PORT, help="Port of optuna-dashboard."),
+    dashboard_port: int = typer.Option(DASHBOARD_PORT, help="Port of the proxmo dashboard."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default MLFLOW_TRACKING_URI, "
                                                "else mlflow.db here)."),
     storage: Optional[str] = typer.Option(None, help="Optuna storage (default optuna.db here)."),

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
-import statistics
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from envs.alfworld.categories import CATEGORIES
+from proxmo.results import contract
+from proxmo.results.contract import (GREEDY, ITERATION_SECONDS, LOSS, METRICS_FILE, RANDOM, SUMMARY_FILE, TRAIN_SUCCESS, VAL,
+                                     Summary, quantity_key, success_key)
+
+if TYPE_CHECKING:
+    from proxmo.train.config import TrainConfig
 
 LAUNCHERS = ("local", "ray")
 
@@ -33,15 +36,16 @@ def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None
     from proxmo.train.config import build_config
     from proxmo.train.job import train
 
-    data = copy.deepcopy(dict(config))
-    finished = _finished_run(data)
+    checked = build_config(copy.deepcopy(dict(config)))  # a bad config is refused before any work
+    finished = _finished_run(checked)
     if finished is not None:
         return finished
-    _resume_or_move_aside(data)
+    resume = _resume_or_move_aside(checked)
+    if resume is not None:
+        checked = checked.model_copy(update={"run": checked.run.model_copy(update={"resume": resume})})
     callback = trial_reporter(trial) if trial else None
-    result = train(build_config(data), progress=False, on_evaluation=callback)
-    summary = json.loads((result.run_dir / "summary.json").read_text())
-    return _job_summary(data, result.run_dir, summary)
+    result = train(checked, progress=False, on_evaluation=callback)
+    return _job_summary(checked, result.run_dir, Summary.read(result.run_dir))
 
 
 def make_pruner(spec: str):
@@ -88,17 +92,19 @@ def trial_reporter(trial: Mapping[str, Any]):
     return report
 
 
-def _job_summary(config: Mapping[str, Any], run_dir: Path, summary: Mapping[str, Any]) -> Dict[str, Any]:
+def _job_summary(config: "TrainConfig", run_dir: Path, summary: Summary) -> Dict[str, Any]:
+    """What a job answers (JSON-friendly, so that it crosses a Ray task's boundary): where its run is, what it
+    was (its config's env, estimator and seed) and its :class:`~proxmo.results.contract.Summary` as a dict."""
     return {
         "run_dir": str(run_dir),
         "run_name": run_dir.name,
-        "iterations": summary.get("iterations", 0),
-        "env": config.get("env", {}).get("name", "alfworld"),
-        "estimator": config.get("advantage", {}).get("estimator", "proxmo"),
-        "seed": config.get("run", {}).get("seed", 0),
-        "final_eval": summary.get("final_eval", {}),
-        "checkpoint": summary.get("checkpoint"),
-        "summary": dict(summary),
+        "iterations": summary.iterations,
+        "env": config.env.name,
+        "estimator": config.advantage.estimator,
+        "seed": config.run.seed,
+        "final_eval": summary.final_eval,
+        "checkpoint": summary.checkpoint,
+        "summary": summary.to_dict(),
         "pid": os.getpid(),  # which process ran (or found) the job: a Ray worker or this one
         "ray_node": _ray_node(),  # and on which Ray node (None outside Ray)
     }
@@ -113,33 +119,32 @@ def _ray_node() -> Optional[str]:
     return ray.get_runtime_context().get_node_id()
 
 
-def _named_run_dir(config: Mapping[str, Any]) -> Optional[Path]:
-    run = config.get("run", {})
-    return Path(run.get("output_dir", "runs")) / run["name"] if run.get("name") else None
+def _named_run_dir(config: "TrainConfig") -> Optional[Path]:
+    return Path(config.run.output_dir) / config.run.name if config.run.name else None
 
 
-def _finished_run(config: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+def _finished_run(config: "TrainConfig") -> Optional[Dict[str, Any]]:
     run_dir = _named_run_dir(config)
-    if run_dir is None or not (run_dir / "summary.json").is_file():
+    if run_dir is None or not (run_dir / SUMMARY_FILE).is_file():
         return None
-    summary = json.loads((run_dir / "summary.json").read_text())
-    if summary.get("iterations", -1) < config.get("run", {}).get("iterations", 100):
+    summary = Summary.read(run_dir)
+    if summary.iterations < config.run.iterations:
         return None
     return _job_summary(config, run_dir, summary)
 
 
-def _resume_or_move_aside(config: Dict[str, Any]) -> None:
-    from proxmo.train.checkpoint import latest_checkpoint
-    from proxmo.train.runfolder import acquire_writer
+def _resume_or_move_aside(config: "TrainConfig") -> Optional[str]:
+    """The named run folder to resume (it holds a checkpoint), else None; a folder without one is moved aside."""
+    from proxmo.train.runfolder import acquire_writer, latest_checkpoint
 
     run_dir = _named_run_dir(config)
-    if run_dir is None or not run_dir.exists() or config["run"].get("resume"):
-        return
+    if run_dir is None or not run_dir.exists() or config.run.resume:
+        return None
     acquire_writer(run_dir).release()  # a folder a live job writes is neither resumed nor moved: refused, saying so
     if latest_checkpoint(run_dir) is not None:
-        config["run"]["resume"] = str(run_dir)
-    else:
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return str(run_dir)
+    run_dir.rename(run_dir.with_name(f"{run_dir.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
+    return None
 
 
 @task(name="train-job")
@@ -155,11 +160,14 @@ def train_job(
 
     Under a flow that started Ray, jobs submitted together run side by side on the cluster.
     """
+    from proxmo.train.config import build_config
+
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
-    run_dir = _named_run_dir(config)
+    checked = build_config(copy.deepcopy(dict(config)))
+    run_dir = _named_run_dir(checked)
     try:
-        with follow_progress(run_dir, config.get("run", {}).get("iterations"), get_run_logger()):
+        with follow_progress(run_dir, checked.run.iterations, get_run_logger()):
             if launcher == "local":
                 return run_job(config, trial)
             return _on_ray(config, trial, num_gpus, num_cpus, ray_address)
@@ -195,16 +203,16 @@ def progress_lines(record: Mapping[str, Any], iterations: Optional[int] = None) 
     """What a deployed run's log says about one metrics record: one line per iteration, one per evaluation."""
     step, metrics = int(record["step"]), record["metrics"]
     lines = []
-    if "train/success" in metrics:
+    if TRAIN_SUCCESS in metrics:
         total = f"/{iterations}" if iterations else ""
-        lines.append(f"iteration {step}{total}: train success {metrics['train/success']:.3f}"
-                     + (f", loss {metrics['actor/loss']:.4f}" if "actor/loss" in metrics else "")
-                     + (f", {metrics['timing/iteration_s']:.2f} s" if "timing/iteration_s" in metrics else ""))
-    for prefix, label in (("val/random", "random agent"), ("val", "evaluation"), ("val/greedy", "greedy evaluation")):
-        if f"{prefix}/success" in metrics:
-            lines.append(f"{label} at {step}: success {metrics[f'{prefix}/success']:.3f}"
-                         f" ± {metrics.get(f'{prefix}/success_se', float('nan')):.3f}"
-                         f" over {metrics.get(f'{prefix}/episodes', float('nan')):.0f} episodes")
+        lines.append(f"iteration {step}{total}: train success {metrics[TRAIN_SUCCESS]:.3f}"
+                     + (f", loss {metrics[LOSS]:.4f}" if LOSS in metrics else "")
+                     + (f", {metrics[ITERATION_SECONDS]:.2f} s" if ITERATION_SECONDS in metrics else ""))
+    for source, label in ((RANDOM, "random agent"), (VAL, "evaluation"), (GREEDY, "greedy evaluation")):
+        if success_key(source) in metrics:
+            lines.append(f"{label} at {step}: success {metrics[success_key(source)]:.3f}"
+                         f" ± {metrics.get(quantity_key(source, 'success_se'), float('nan')):.3f}"
+                         f" over {metrics.get(quantity_key(source, 'episodes'), float('nan')):.0f} episodes")
     return lines
 
 
@@ -215,7 +223,9 @@ def follow_progress(run_dir: Optional[Path], iterations: Optional[int], log, eve
     if run_dir is None:
         yield
         return
-    path = Path(run_dir) / "metrics.jsonl"
+    from proxmo.train.tracking import parse_records
+
+    path = Path(run_dir) / METRICS_FILE
     offset = path.stat().st_size if path.exists() else 0  # a resumed run: only what is new
     done = threading.Event()
     name = Path(run_dir).name
@@ -231,11 +241,7 @@ def follow_progress(run_dir: Optional[Path], iterations: Optional[int], log, eve
             chunk = handle.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
         offset += len(complete)
-        for line in complete.decode().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for record in parse_records(complete.decode().splitlines(), path, strict=False):
             for text in progress_lines(record, iterations):
                 log.info("%s: %s", name, text)
 
@@ -296,62 +302,48 @@ def parent_run(experiment: str, name: str, role: str, tracking_uri: Optional[str
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     record = client.get_experiment_by_name(experiment)
     if record is not None:  # roles are fixed words; a name may hold any character, so it is compared here
-        found = [run for run in client.search_runs([record.experiment_id], f"tags.proxmo_role = '{role}'")
-                 if run.data.tags.get("proxmo_name") == name]
+        found = [run for run in client.search_runs([record.experiment_id], f"tags.{contract.TAG_ROLE} = '{role}'")
+                 if run.data.tags.get(contract.TAG_GROUP) == name]
         if found:
             return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id, tags=tags)
     return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,
-                         tags={**tags, "proxmo_name": name, "proxmo_role": role})
+                         tags={**tags, contract.TAG_GROUP: name, contract.TAG_ROLE: role})
 
 
-def results_row(summaries: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
-    """One line of the paper's results table from runs of one method over its seeds.
+def results_row(summaries: Sequence[Mapping[str, Any]], env_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """One line of the paper's results table from runs of one method over its seeds (job summaries).
 
-    ALFWorld runs fill the per-category success columns and ``All`` (percent); WebShop runs fill
-    ``WS score`` (score x 100) and ``WS succ`` (percent). A cell is the mean over seeds with its 95%
-    Student-t interval (``47.2 [39.2, 55.2]``; the mean alone for one seed); columns no run measured stay empty.
+    The columns are the ``result_columns`` of each environment's :class:`~envs.EnvSpec`, in the order of
+    ``env_names`` (default: the environments of ``summaries`` in order of appearance): for ALFWorld the
+    success per category and ``All``, for WebShop ``WS score`` and ``WS succ``. A cell is the mean over seeds
+    with its 95% Student-t interval (``47.2 [39.2, 55.2]``; the mean alone for one seed); a column no run
+    measured stays empty.
     """
+    import envs
     from proxmo.results import t_interval
 
-    columns: Dict[str, List[float]] = {}
+    names = list(env_names) if env_names is not None else list(dict.fromkeys(s["env"] for s in summaries))
+    columns = {name: envs.spec(name).result_columns for name in names}
+    values: Dict[str, List[float]] = {}
     for summary in summaries:
         final = summary.get("final_eval", {})
-        if summary.get("env") == "alfworld":
-            for category in CATEGORIES:
-                key = f"val/success/{category}"
-                if key in final:
-                    columns.setdefault(category, []).append(100.0 * final[key])
-            if "val/success" in final:
-                columns.setdefault("All", []).append(100.0 * final["val/success"])
-        elif summary.get("env") == "webshop":
-            if "val/score" in final:
-                columns.setdefault("WS score", []).append(100.0 * final["val/score"])
-            if "val/success" in final:
-                columns.setdefault("WS succ", []).append(100.0 * final["val/success"])
+        for column in columns.get(summary["env"], ()):
+            key = success_key(VAL, column.category) if column.quantity == "success" else quantity_key(VAL, column.quantity)
+            if key in final:
+                values.setdefault(column.label, []).append(column.scale * final[key])
     row: Dict[str, Any] = {"method": summaries[0].get("estimator", "?") if summaries else "?"}
-    for name in (*CATEGORIES, "All", "WS score", "WS succ"):
-        values = columns.get(name)
-        row[name] = t_interval(values).format(scale=1.0) if values else None
+    for column in (c for name in names for c in columns[name]):
+        found = values.get(column.label)
+        row[column.label] = t_interval(found).format(scale=1.0) if found else None
     row["seeds"] = len({s.get("seed") for s in summaries})
     return row
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
-    """A markdown table of ``rows`` (the keys of the first row are the columns; empty cells for None)."""
-    if not rows:
-        return f"{title}\n\n(no results)\n" if title else "(no results)\n"
-    names = list(rows[0].keys())
-    lines = [f"## {title}", ""] if title else []
-    lines.append("| " + " | ".join(names) + " |")
-    lines.append("|" + "---|" * len(names))
-    for row in rows:
-        lines.append("| " + " | ".join("" if row.get(n) is None else str(row.get(n)) for n in names) + " |")
-    return "\n".join(lines) + "\n"
 
 
 @task(name="publish-results")
 def publish_results(rows: List[Dict[str, Any]], key: str, title: str) -> str:
     """Publish ``rows`` as a Prefect table artifact ``key`` and a markdown artifact ``key-md``; answers the markdown."""
+    from proxmo.results.table import markdown_table
+
     markdown = markdown_table(rows, title)
     create_table_artifact(key=key, table=rows, description=title)
     create_markdown_artifact(key=f"{key}-md", markdown=markdown, description=title)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence
 
-from envs.base import EnvSpec, Info
+from envs.alfworld.categories import CATEGORIES
+from envs.alfworld.generate import Knobs, generate
+from envs.base import EnvSpec, Info, ResultColumn
 
 _TASK = re.compile(r"Your task is to:\s*(.+?)\s*$", re.S)
 
@@ -26,8 +28,8 @@ class GameCounts:
     train: int = 48
     eval: int = 24
     seed: int = 0
-    max_receptacles: int = 0
-    distractors: int = 12
+    max_receptacles: int = Knobs.max_receptacles
+    distractors: int = Knobs.distractors
 
     @classmethod
     def parse(cls, value: Mapping[str, Any]) -> "GameCounts":
@@ -93,7 +95,6 @@ def _generate_once(folder: Path, counts: "GameCounts", splits: Sequence[str]) ->
     import shutil
     import tempfile
 
-    from envs.alfworld.generate import Knobs, generate
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -130,4 +131,13 @@ ALFWORLD = EnvSpec(
     check_options=check_games,
     task_key=game_key,
     location_options=frozenset({"data"}),
+    categories=CATEGORIES,
+    result_columns=(*(ResultColumn(category, category=category) for category in CATEGORIES), ResultColumn("All")),
+    play_options=lambda: {"game": str(_first_fixture())},
 )
+
+
+def _first_fixture() -> Path:
+    from envs.alfworld.env import fixture_games  # the engine loads only when a game is played
+
+    return fixture_games()[0]

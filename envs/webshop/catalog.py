@@ -34,6 +34,8 @@ from envs.webshop.vocabulary import (
 )
 
 NUM_TEST_GOALS = 500
+NUM_PRODUCTS, NUM_GOALS = 3000, 5000
+"""The built-in shop's size unless told otherwise (training runs use a smaller one: ``REFERENCE_PRODUCTS`` in the EnvSpec's options)."""
 """Goals ``0..499`` form the test split; the rest are train goals."""
 
 NOUN_LEXICON = frozenset(
@@ -244,7 +246,7 @@ def score_goal(goal: Goal, product: Product, chosen: Sequence[str]) -> scoring.S
     )
 
 
-def generate(seed: int = 0, num_products: int = 3000, num_goals: int = 5000) -> Catalog:
+def generate(seed: int = 0, num_products: int = NUM_PRODUCTS, num_goals: int = NUM_GOALS) -> Catalog:
     """Build a catalog of ``num_products`` products and ``num_goals`` goals from ``seed``."""
     if num_products < 1 or num_goals < 1:
         raise ValueError("webshop: num_products and num_goals must be positive")

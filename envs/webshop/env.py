@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from envs.base import Info
 from envs.webshop import pages
-from envs.webshop.catalog import Catalog, Goal, Product, generate, score_goal
+from envs.webshop.catalog import NUM_GOALS, NUM_PRODUCTS, Catalog, Goal, Product, generate, score_goal
 from envs.webshop.search import SearchIndex
 from envs.webshop.scoring import check_reward_mode, purchase_reward
 
@@ -37,7 +37,7 @@ class Shop:
 
 
 @lru_cache(maxsize=4)
-def load_shop(seed: int = 0, num_products: int = 3000, num_goals: int = 5000) -> Shop:
+def load_shop(seed: int = 0, num_products: int = NUM_PRODUCTS, num_goals: int = NUM_GOALS) -> Shop:
     """Generate (once per process and config) the catalog and its BM25 index."""
     catalog = generate(seed=seed, num_products=num_products, num_goals=num_goals)
     return Shop(catalog, SearchIndex(catalog.products))
@@ -79,8 +79,8 @@ class WebShopEnv:
     def __init__(
         self,
         split: str = "train",
-        num_products: int = 3000,
-        num_goals: int = 5000,
+        num_products: int = NUM_PRODUCTS,
+        num_goals: int = NUM_GOALS,
         seed: int = 0,
         max_steps: int = 15,
         goal: Optional[int] = None,

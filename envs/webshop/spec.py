@@ -6,8 +6,9 @@ import inspect
 import re
 from typing import List, Sequence
 
-from envs.base import EnvSpec, Info
+from envs.base import EnvSpec, Info, ResultColumn
 from envs.webshop.env import WebShopEnv
+from envs.webshop.vocabulary import CATEGORY_ROOTS
 from envs.webshop.remote import RemoteWebShopEnv, check_server_url
 
 _PRICE = re.compile(r",?\s*and price lower than .*$", re.I)
@@ -59,14 +60,19 @@ def _check_options(options) -> None:
             raise ValueError(f"env.options.{error}") from None
 
 
+REFERENCE_PRODUCTS = 1000
+"""The catalog size of the reference training runs (a smaller shop than the built-in default: faster to build)."""
+
 WEBSHOP = EnvSpec(
     intro="You are an expert agent shopping on the WebShop e-commerce site.",
     train_split="train",
     eval_split="test",
-    defaults={"num_products": 1000, "show_instruction": False},
+    defaults={"num_products": REFERENCE_PRODUCTS, "show_instruction": False},
     task_text=task_text,
     candidates=candidates,
     options=_option_names(),
     corpus=lambda info: [str(info.get("instruction", ""))],
     check_options=_check_options,
+    categories=tuple(CATEGORY_ROOTS),
+    result_columns=(ResultColumn("WS score", "score"), ResultColumn("WS succ")),
 )

@@ -1,4 +1,4 @@
-"""AdvantageConfig: every knob of the GRPO / GiGPO / ProxMO estimators, with the defaults of the spec."""
+"""AdvantageConfig: every knob of the GRPO / GiGPO / ProxMO estimators, with the paper's defaults (docs/algorithm.md)."""
 
 from __future__ import annotations
 

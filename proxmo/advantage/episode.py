@@ -39,7 +39,7 @@ def _scale(normalization: str, std: np.ndarray, epsilon: float) -> np.ndarray:
 
 
 def episode_component(batch: PreparedBatch, config: AdvantageConfig) -> EpisodeComponent:
-    """A^E for every row (section 3 of the algorithm)."""
+    """A^E for every row (docs/algorithm.md, "Episode level")."""
     penalty = config.invalid_penalty * batch.invalid
     traj_return = segment_sum(batch.reward, batch.traj, batch.n_traj)  # R(tau)
     if config.preset == "paper":

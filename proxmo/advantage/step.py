@@ -301,5 +301,5 @@ STEP_GROUPINGS: Dict[str, Callable[[PreparedBatch, np.ndarray, AdvantageConfig],
 
 
 def step_component(batch: PreparedBatch, config: AdvantageConfig) -> StepComponent:
-    """A^S for every row (section 4 of the algorithm)."""
+    """A^S for every row (docs/algorithm.md, "Step level")."""
     return STEP_GROUPINGS[config.step_grouping](batch, step_returns(batch, config), config)

@@ -7,6 +7,11 @@ from typing import Literal, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+LENGTH_NORMALIZE = True
+"""choose mode: a candidate action's score is the mean of its response tokens' log-probs, not their sum, unless a
+run says otherwise (``rollout.choose_score``). Summed log-probs favour short candidates by about the vocabulary
+size per token at initialisation, so an untrained model would always pick the shortest action."""
+
 ModelKind = Literal["tiny", "hf", "gguf"]
 DType = Literal["float32", "bfloat16", "float16", "auto"]
 

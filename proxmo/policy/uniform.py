@@ -6,6 +6,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from proxmo.policy.config import LENGTH_NORMALIZE
 from proxmo.policy.policy import Choice
 
 
@@ -16,7 +17,7 @@ class UniformPolicy:
         return [0]
 
     def choose(self, prompt_ids, candidates, temperature: float = 1.0, generator: Optional[torch.Generator] = None,
-               response_format: Callable[[str], str] = str, length_normalize: bool = False) -> List[Choice]:
+               response_format: Callable[[str], str] = str, length_normalize: bool = LENGTH_NORMALIZE) -> List[Choice]:
         if len(candidates) != len(prompt_ids):
             raise ValueError(f"candidates: {len(candidates)} lists for {len(prompt_ids)} prompts")
         uniforms = torch.rand(len(candidates), generator=generator, dtype=torch.float64).tolist()

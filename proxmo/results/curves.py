@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
+from proxmo.results.contract import GREEDY, RANDOM, SUCCESS, SUCCESS_SE, VAL, category_of, success_key
 from proxmo.results.stats import t_interval
 
 Curve = List[Tuple[int, float]]
@@ -17,7 +18,7 @@ def evaluation_curves(records: Iterable[Mapping[str, Any]]) -> Dict[str, Curve]:
     points: Dict[str, Dict[int, float]] = {}
     for record in records:
         for name, value in record["metrics"].items():
-            if name.startswith("val/"):
+            if name.startswith(VAL + "/"):
                 points.setdefault(name, {})[int(record["step"])] = float(value)
     return {name: sorted(by_step.items()) for name, by_step in points.items()}
 
@@ -39,24 +40,24 @@ def plot_run(curves: Mapping[str, Curve], path: str | Path, title: str = "") -> 
     if measured) on the left, each category on the right. Answers ``path``."""
     plt = _pyplot()
     figure, (overall, categories) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    sampled = curves.get("val/success", [])
+    sampled = curves.get(SUCCESS, [])
     if sampled:
         steps, values = zip(*sampled)
         overall.plot(steps, values, marker="o", label="sampled")
-        se = dict(curves.get("val/success_se", []))
+        se = dict(curves.get(SUCCESS_SE, []))
         if se:
             overall.fill_between(steps, [v - se.get(s, 0.0) for s, v in sampled],
                                  [v + se.get(s, 0.0) for s, v in sampled], alpha=0.2, label="±1 SE (episodes)")
-    if curves.get("val/greedy/success"):
-        overall.plot(*zip(*curves["val/greedy/success"]), marker="s", label="greedy")
-    if curves.get("val/random/success"):
-        overall.axhline(curves["val/random/success"][-1][1], color="grey", linestyle="--", label="random agent")
+    if curves.get(success_key(GREEDY)):
+        overall.plot(*zip(*curves[success_key(GREEDY)]), marker="s", label="greedy")
+    if curves.get(success_key(RANDOM)):
+        overall.axhline(curves[success_key(RANDOM)][-1][1], color="grey", linestyle="--", label="random agent")
     overall.set(title="overall", xlabel="iteration", ylabel="validation success", ylim=(-0.02, 1.02))
     overall.legend(loc="best", fontsize=8)
     for name, curve in sorted(curves.items()):
-        parts = name.split("/")
-        if len(parts) == 3 and parts[1] == "success" and curve:
-            categories.plot(*zip(*curve), marker=".", label=parts[2])
+        category = category_of(name)
+        if category is not None and curve:
+            categories.plot(*zip(*curve), marker=".", label=category)
     categories.set(title="per category (sampled)", xlabel="iteration")
     if categories.get_legend_handles_labels()[0]:
         categories.legend(loc="best", fontsize=7)

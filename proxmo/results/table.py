@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from proxmo.results.contract import SUCCESS, Summary, by_category
 from proxmo.results.stats import Interval, paired_difference, t_interval
 
 
@@ -26,16 +27,15 @@ class RunSummary:
     """Mean share of an iteration spent computing advantages."""
 
     @classmethod
-    def from_summary(cls, variant: str, seed: int, summary: Mapping[str, Any]) -> "RunSummary":
-        """From a run folder's ``summary.json`` (written by the training job)."""
-        evaluations = [e for e in summary.get("evaluations", []) if "val/success" in e]
-        if not evaluations:
+    def from_summary(cls, variant: str, seed: int, summary: Summary | Mapping[str, Any]) -> "RunSummary":
+        """From a run's :class:`~proxmo.results.contract.Summary` (or the dict of its ``summary.json``)."""
+        if not isinstance(summary, Summary):
+            summary = Summary.from_dict(summary)
+        if not summary.values():
             raise ValueError(f"{variant} seed {seed}: the run has no evaluation to compare")
-        final = evaluations[-1]
-        categories = {key.split("/", 2)[2]: value for key, value in final.items()
-                      if key.startswith("val/success/")}
-        return cls(variant, seed, float(final["val/success"]), max(float(e["val/success"]) for e in evaluations),
-                   str(summary.get("eval_tasks_hash", "")), categories, summary.get("adv_fraction"))
+        final = [e for e in summary.evaluations if e.get(SUCCESS) is not None][-1]
+        return cls(variant, seed, summary.final(), summary.best(), summary.eval_tasks_hash, by_category(final),
+                   summary.adv_fraction)
 
 
 @dataclass
@@ -93,18 +93,32 @@ def compare_variants(runs: Sequence[RunSummary], baseline: Optional[str] = None,
     return rows
 
 
-def markdown_table(rows: Sequence[VariantRow], baseline: Optional[str] = None) -> str:
-    """Success in percent: final mean [95% CI], the paired difference to the baseline, best (apart), per seed."""
-    head = ["variant", "seeds", "final success", f"final - {baseline}" if baseline else "difference",
-            "best success (optimistic)", "final per seed", "advantage time"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def markdown_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
+    """A markdown table of ``rows`` (the keys of the first row are the columns; None is an empty cell), under a
+    ``## title`` heading when given."""
+    if not rows:
+        return f"{title}\n\n(no results)\n" if title else "(no results)\n"
+    names = list(rows[0].keys())
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(names) + " |")
+    lines.append("|" + "---|" * len(names))
     for row in rows:
-        per_seed = ", ".join(f"{100 * v:.1f}" for v in row.final_by_seed.values())
-        difference = row.difference.format() if row.difference is not None else "-"
-        fraction = f"{100 * row.adv_fraction:.2f}%" if row.adv_fraction is not None else "-"
-        lines.append(f"| {row.variant} | {len(row.seeds)} | {row.final.format()} | {difference} | "
-                     f"{row.best.format()} | {per_seed} | {fraction} |")
-    return "\n".join(lines)
+        lines.append("| " + " | ".join("" if row.get(n) is None else str(row.get(n)) for n in names) + " |")
+    return "\n".join(lines) + "\n"
 
 
-__all__ = ["RunSummary", "VariantRow", "compare_variants", "markdown_table"]
+def comparison_table(rows: Sequence[VariantRow], baseline: Optional[str] = None) -> str:
+    """Success in percent: final mean [95% CI], the paired difference to the baseline, best (apart), per seed."""
+    lines = []
+    for row in rows:
+        lines.append({
+            "variant": row.variant, "seeds": len(row.seeds), "final success": row.final.format(),
+            f"final - {baseline}" if baseline else "difference": row.difference.format() if row.difference else "-",
+            "best success (optimistic)": row.best.format(),
+            "final per seed": ", ".join(f"{100 * v:.1f}" for v in row.final_by_seed.values()),
+            "advantage time": f"{100 * row.adv_fraction:.2f}%" if row.adv_fraction is not None else "-",
+        })
+    return markdown_table(lines).rstrip("\n")
+
+
+__all__ = ["RunSummary", "VariantRow", "compare_variants", "comparison_table", "markdown_table"]

@@ -16,7 +16,8 @@ import torch
 
 from envs.base import EnvSpec
 from proxmo.advantage import StepBatch
-from proxmo.rollout.prompts import EpisodeMemory, parse_action, render_prompt, response_format
+from proxmo.policy.config import LENGTH_NORMALIZE
+from proxmo.rollout.prompts import HISTORY_LENGTH, EpisodeMemory, parse_action, render_prompt, response_format
 
 
 class ActingPolicy(Protocol):
@@ -24,7 +25,7 @@ class ActingPolicy(Protocol):
 
     def encode_prompt(self, prompt: str) -> List[int]: ...
 
-    def choose(self, prompt_ids, candidates, temperature, generator=None, response_format=..., length_normalize=False): ...
+    def choose(self, prompt_ids, candidates, temperature, generator=None, response_format=..., length_normalize=LENGTH_NORMALIZE): ...
 
     def generate(self, prompt_ids, temperature, generator=None, max_new_tokens=None): ...
 
@@ -52,12 +53,12 @@ class RolloutSettings:
 
     env: EnvSpec = field(default_factory=EnvSpec)
     """The environment's introduction, task reader and candidate actions."""
-    history_length: int = 2
+    history_length: int = HISTORY_LENGTH
     temperature: float = 1.0
     action_mode: str = "generate"
     policy_batch: int = 256
     """Prompts sent to the policy in one call (the policy splits them further by its token budget)."""
-    length_normalize: bool = True
+    length_normalize: bool = LENGTH_NORMALIZE
     """choose mode: rank candidates by their mean token log-probability rather than the sum."""
     prompt_style: str = "chat"
     """chat: the reference runs' template; compact: task, recent actions and observation only."""

@@ -24,6 +24,9 @@ from typing import List, Literal, Sequence, Tuple
 PromptStyle = Literal["chat", "compact"]
 PROMPT_STYLES: Tuple[str, ...] = ("chat", "compact")
 
+HISTORY_LENGTH = 2
+"""Past (observation, action) pairs a prompt shows, unless a run says otherwise (``rollout.history_length``)."""
+
 ANSWER = {
     "generate": (
         "Now choose your next action. First think step by step about the situation and which admissible "
@@ -51,7 +54,7 @@ def render_prompt(
     memory: EpisodeMemory,
     observation: str,
     actions: Sequence[str],
-    history_length: int = 2,
+    history_length: int = HISTORY_LENGTH,
     action_mode: str = "generate",
     style: str = "chat",
 ) -> str:

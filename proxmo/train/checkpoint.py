@@ -19,11 +19,11 @@ import torch
 import yaml
 
 from proxmo.train.config import TrainConfig, save_config
+from proxmo.train.runfolder import STATE_FILE
 from proxmo.train.tracking import flatten_params
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.pt"
 CHECKSUM_FILE = "checksums.json"
 
 RESUMABLE_CHANGES = (
@@ -124,25 +124,6 @@ def intact_checkpoint(candidates: List[Path]) -> Path:
     raise ValueError("run.resume: no intact checkpoint (" + "; ".join(problems) + ")")
 
 
-def resume_candidates(path: Path) -> List[Path]:
-    """The checkpoints a resume from ``path`` may use, newest first: ``path`` itself (a checkpoint folder) and the
-    older ones beside it, or every complete checkpoint of a run folder."""
-    path = Path(path)
-    if (path / STATE_FILE).is_file():
-        older = [p for p in _complete(path.parent) if p.name < path.name]
-        return [path, *reversed(older)]
-    for root in (path / "checkpoints", path):
-        found = _complete(root)
-        if found:
-            return list(reversed(found))
-    return []
-
-
-def _complete(root: Path) -> List[Path]:
-    return sorted(p for p in Path(root).glob("iter_*")
-                  if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
-
-
 def resume_conflicts(checkpoint: Path, config: TrainConfig) -> List[str]:
     """``field: checkpoint value -> config value`` for every setting ``config`` changes that a run resumed from
     ``checkpoint`` cannot honour (anything outside :data:`RESUMABLE_CHANGES`)."""
@@ -179,13 +160,3 @@ def _plain_random_state(state: tuple) -> Dict[str, Any]:
 
 def _random_state(plain: Dict[str, Any]) -> tuple:
     return (plain["version"], tuple(plain["internal"]), plain["gauss"])
-
-
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
-    """The newest complete checkpoint of a run folder (or of its ``checkpoints`` folder), if any."""
-    run_dir = Path(run_dir)
-    for root in (run_dir / "checkpoints", run_dir):
-        found = _complete(root)
-        if found:
-            return found[-1]
-    return None

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import envs
 from proxmo.advantage import AdvantageConfig
 from proxmo.policy import ModelConfig
-from proxmo.rollout.prompts import PromptStyle
+from proxmo.policy.config import LENGTH_NORMALIZE
+from proxmo.rollout.prompts import HISTORY_LENGTH, PromptStyle
+from proxmo.train.runfolder import STATE_FILE, latest_checkpoint
 from proxmo.train.tracking import check_tracking_uri
 
 MAX_ENVIRONMENTS = 10_000
@@ -46,8 +48,8 @@ class EnvConfig(_Section):
     name: str = Field("alfworld", description="Registered environment name (alfworld, webshop, or one of yours).")
     options: Dict[str, Any] = Field(
         default_factory=dict,
-        description="Options of the environment on top of its reference options (its EnvSpec.defaults; "
-        "webshop: num_products=1000, show_instruction=false; alfworld: engine=python). ALFWorld takes "
+        description="Options of the environment on top of its reference options (its EnvSpec.defaults, "
+        "e.g. WebShop's catalog size and ALFWorld's engine). ALFWorld takes "
         "games={train, eval, seed, max_receptacles, distractors}: games generated under run.output_dir when "
         "options.data is unset and ALFWORLD_DATA holds no such split.",
     )
@@ -82,7 +84,7 @@ class RolloutConfig(_Section):
     max_steps: Optional[int] = Field(
         None, ge=1, description="Episode cap; default the environment's (alfworld 50, webshop 15)."
     )
-    history_length: int = Field(2, ge=0, description="Past (observation, action) pairs shown in the prompt.")
+    history_length: int = Field(HISTORY_LENGTH, ge=0, description="Past (observation, action) pairs shown in the prompt.")
     temperature: float = Field(
         1.0, gt=0.0, description="Sampling temperature of training rollouts; the update trains the same distribution."
     )
@@ -98,10 +100,15 @@ class RolloutConfig(_Section):
         "errors; lets small models learn).",
     )
     choose_score: Literal["mean", "sum"] = Field(
-        "mean",
+        "mean" if LENGTH_NORMALIZE else "sum",
         description="choose mode: rank candidates by the mean (length-normalised) or the summed token "
         "log-probability; the sum makes an untrained model always pick the shortest action.",
     )
+
+    @property
+    def length_normalize(self) -> bool:
+        """Whether choose mode scores candidates by their mean token log-probability (what acting and the update use)."""
+        return self.choose_score == "mean"
 
 
 class OptimConfig(_Section):
@@ -174,8 +181,6 @@ class RunConfig(_Section):
     def _checkpoint_found(cls, value: Optional[str]) -> Optional[str]:
         if value is None:
             return None
-        from proxmo.train.checkpoint import STATE_FILE, latest_checkpoint  # it imports this module
-
         if not (Path(value) / STATE_FILE).is_file() and latest_checkpoint(Path(value)) is None:
             raise ValueError(f"run.resume: no checkpoint in {value!r} (expected {STATE_FILE} there, or iter_* or "
                              "checkpoints/iter_* folders)")

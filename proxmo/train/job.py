@@ -34,11 +34,14 @@ from proxmo.policy import AdaptersOff, ModelConfig, Policy, UniformPolicy
 from proxmo.policy.model import check_model_path
 from proxmo.rollout import Rollout, RolloutSettings, collect
 from proxmo.rollout.prompts import ANSWER
-from proxmo.train.checkpoint import (STATE_FILE, intact_checkpoint, load_trainer_state, resume_candidates,
-                                     resume_conflicts, save_checkpoint)
+from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
-from proxmo.train.metrics import Timings, metric_key, rollout_metrics
-from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
+from proxmo.results import contract
+from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, GREEDY, METRICS_FILE, RANDOM, SUMMARY_FILE, SUCCESS, VAL, Summary,
+                                     metric_key, timing_key)
+from proxmo.train.metrics import Timings, rollout_metrics
+from proxmo.train.runfolder import (PROCESS_FILE, STATE_FILE, acquire_writer, make_run_folder, resume_candidates,
+                                    write_atomic)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
@@ -85,11 +88,8 @@ class EnvSetup:
 
 
 def run_name(config: TrainConfig) -> str:
-    """``env__estimator__seed__time`` unless the config names the run."""
-    if config.run.name:
-        return config.run.name
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{config.env.name}__{config.advantage.estimator}__s{config.run.seed}__{stamp}"
+    """The config's run name, else one by the contract's rule (:func:`proxmo.results.contract.run_name`)."""
+    return config.run.name or contract.run_name(config.env.name, config.advantage.estimator, config.run.seed)
 
 
 def prepare_env(config: TrainConfig) -> EnvSetup:
@@ -229,7 +229,7 @@ class Trainer:
         an earlier one; a resume has a readable record, an intact checkpoint and settings the checkpoint honours.
         Answers the checkpoint to resume from."""
         if not candidates:
-            held = [name for name in ("metrics.jsonl", "status.json", "checkpoints") if (self.run_dir / name).exists()]
+            held = [name for name in (METRICS_FILE, "status.json", "checkpoints") if (self.run_dir / name).exists()]
             if held:
                 raise FileExistsError(f"run folder {self.run_dir} already holds a run ({', '.join(held)}); continue it "
                                       f"with run.resume={self.run_dir}, or choose another run.name")
@@ -330,7 +330,7 @@ class Trainer:
     def _settings(self, temperature: float) -> RolloutSettings:
         r = self.config.rollout
         return RolloutSettings(self.spec, r.history_length, temperature, r.action_mode,
-                               length_normalize=r.choose_score == "mean", prompt_style=r.prompt_style)
+                               length_normalize=r.length_normalize, prompt_style=r.prompt_style)
 
     # -- one iteration ----------------------------------------------------------------------
     def sample_tasks(self) -> List[Any]:
@@ -349,7 +349,7 @@ class Trainer:
         self.policy.model.eval()
         with timings("rollout"):
             rollout = collect(self._train_pool(), self.policy, self.sample_tasks(), settings, self.generator)
-        metrics = rollout_metrics(rollout, "train")
+        metrics = rollout_metrics(rollout, contract.TRAIN)
         steps = rollout.trained_steps()
         if not steps:
             logger.warning("iteration %d: every episode aborted; no update", index)
@@ -373,17 +373,16 @@ class Trainer:
             update_stats = ppo_update(self.policy, self.optimizer, sequences, advantages, old, ref, c.optim, self.generator)
             self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
         total = time.perf_counter() - start
-        metrics.update({metric_key("actor", k): v for k, v in update_stats.items()})
-        metrics.update({metric_key("adv", k): v for k, v in result.diagnostics.items()})
-        metrics["adv/mean"] = float(advantages.mean())
-        metrics["adv/abs_mean"] = float(advantages.abs().mean())
-        metrics["batch/steps"] = float(len(steps))
-        metrics["batch/response_tokens"] = float(sum(len(s.response_ids) for s in steps))
-        metrics["batch/prompt_tokens_mean"] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
+        metrics.update({metric_key(ACTOR, k): v for k, v in update_stats.items()})
+        metrics.update({metric_key(ADVANTAGE, k): v for k, v in result.diagnostics.items()})
+        metrics[metric_key(ADVANTAGE, "abs_mean")] = float(advantages.abs().mean())
+        metrics[contract.BATCH_STEPS] = float(len(steps))
+        metrics[metric_key(contract.BATCH, "response_tokens")] = float(sum(len(s.response_ids) for s in steps))
+        metrics[metric_key(contract.BATCH, "prompt_tokens_mean")] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
         metrics.update(timings.metrics(total))
-        metrics["timing/iteration_s"] = total
-        metrics["timing/steps_per_s"] = len(rollout.steps) / total
-        self._status = f"success {metrics.get('train/success', 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
+        metrics[contract.ITERATION_SECONDS] = total
+        metrics[contract.STEPS_PER_SECOND] = len(rollout.steps) / total
+        self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
         return metrics
 
     def _sequences(self, steps) -> Sequences:
@@ -396,7 +395,7 @@ class Trainer:
             temperature=r.temperature,
             candidate_ids=[s.candidate_ids for s in steps] if candidate_level else None,
             choice=[s.choice for s in steps] if candidate_level else None,
-            length_normalize=r.choose_score == "mean",
+            length_normalize=r.length_normalize,
         )
 
     # -- evaluation -------------------------------------------------------------------------
@@ -404,16 +403,16 @@ class Trainer:
         """``eval.episodes_per_task`` episodes per eval task at the eval temperature (and greedily with
         ``eval.greedy``); success overall and per category, with its standard error."""
         c = self.config
-        metrics = self._play_eval(self.policy, c.eval.temperature, "val")
+        metrics = self._play_eval(self.policy, c.eval.temperature, VAL)
         if metrics and c.eval.greedy:
-            metrics.update(self._play_eval(self.policy, 0.0, "val/greedy"))
+            metrics.update(self._play_eval(self.policy, 0.0, GREEDY))
         return metrics
 
     def evaluate_random(self) -> Dict[str, float]:
         """A uniformly random agent over the same candidate actions, on the same eval episodes (``val/random/*``)."""
         if self.config.rollout.action_mode != "choose":
             return {}
-        return self._play_eval(UniformPolicy(), 1.0, "val/random")
+        return self._play_eval(UniformPolicy(), 1.0, RANDOM)
 
     def _play_eval(self, policy, temperature: float, prefix: str) -> Dict[str, float]:
         c = self.config
@@ -433,7 +432,7 @@ class Trainer:
                 part = collect(pool, policy, padded, settings, generator, traj_offset=first)
                 merged.episodes.extend(part.episodes[: len(chunk)])
         metrics = rollout_metrics(merged, prefix)
-        metrics[metric_key("timing", prefix.replace("/", "_") + "_s")] = time.perf_counter() - start
+        metrics[timing_key(prefix.replace("/", "_"))] = time.perf_counter() - start
         return metrics
 
     # -- the loop ---------------------------------------------------------------------------
@@ -446,8 +445,9 @@ class Trainer:
         try:
             if self.start_iteration == 0:
                 self.tracker.log_params(c.to_dict())
-                self.tracker.set_tags({"env": c.env.name, "estimator": c.advantage.estimator, "model": c.model.kind,
-                                       "eval_tasks_hash": self.eval_key, **c.run.tags})
+                self.tracker.set_tags({contract.TAG_ENV: c.env.name, contract.TAG_ESTIMATOR: c.advantage.estimator,
+                                       contract.TAG_MODEL: c.model.kind, contract.TAG_EVAL_KEY: self.eval_key,
+                                       **c.run.tags})
             if self.start_iteration == 0 and c.eval.random_baseline:
                 self._log_random(result)
             if c.eval.at_start and self.start_iteration == 0:
@@ -477,12 +477,10 @@ class Trainer:
                 error.run_dir = self.run_dir
             raise
         try:
-            write_atomic(self.run_dir / "summary.json", json.dumps(
-                {"iterations": result.iterations, "final_eval": result.evaluations[-1] if result.evaluations else {},
-                 "first_eval": result.evaluations[0] if result.evaluations else {}, "random_baseline": result.baseline,
-                 "evaluations": result.evaluations, "eval_tasks_hash": self.eval_key, "stopped": result.stopped,
-                 "adv_fraction": _mean([m["timing/adv_fraction"] for m in result.history if "timing/adv_fraction" in m]),
-                 "checkpoint": str(result.checkpoint) if result.checkpoint else None}, indent=2))
+            summary = Summary(result.iterations, result.evaluations, result.baseline, self.eval_key, result.stopped,
+                              _mean([m[ADV_FRACTION] for m in result.history if ADV_FRACTION in m]),
+                              str(result.checkpoint) if result.checkpoint else None)
+            write_atomic(self.run_dir / SUMMARY_FILE, summary.to_json())
             self._log_artifacts()
         except BaseException as error:
             self._close_after_error("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
@@ -495,12 +493,12 @@ class Trainer:
         if self.config.run.tracker not in ("mlflow", "both"):
             return
         self.tracker.log_artifact(self.run_dir / "config.yaml")
-        self.tracker.log_artifact(self.run_dir / "summary.json")
+        self.tracker.log_artifact(self.run_dir / SUMMARY_FILE)
         try:
             from proxmo.results.curves import evaluation_curves, plot_run
 
             curves = evaluation_curves(read_metrics(self.run_dir))
-            if not curves.get("val/success"):
+            if not curves.get(SUCCESS):
                 return
             picture = plot_run(curves, self.run_dir / "curves.png", title=self.run_dir.name)
         except ImportError as error:  # a machine without matplotlib or scipy: the curves can be drawn later
@@ -528,7 +526,7 @@ class Trainer:
         if metrics:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
-            logger.info("eval at %d: success %.3f", step, metrics.get("val/success", float("nan")))
+            logger.info("eval at %d: success %.3f", step, metrics.get(SUCCESS, float("nan")))
             if self.on_evaluation is not None:
                 self.on_evaluation(step, metrics)
 
@@ -540,10 +538,10 @@ class Trainer:
             step, metrics = int(record["step"]), record["metrics"]
             if step > self.start_iteration:
                 continue
-            if "val/random/success" in metrics:
-                baseline.update({k: v for k, v in metrics.items() if k.startswith("val/random/")})
-            evaluation = {k: v for k, v in metrics.items() if k.startswith("val/") and not k.startswith("val/random/")}
-            if "val/success" in evaluation or step in by_step:
+            if contract.success_key(RANDOM) in metrics:
+                baseline.update({k: v for k, v in metrics.items() if k.startswith(RANDOM + "/")})
+            evaluation = {k: v for k, v in metrics.items() if k.startswith(VAL + "/") and not k.startswith(RANDOM + "/")}
+            if SUCCESS in evaluation or step in by_step:
                 by_step.setdefault(step, {"step": float(step)}).update(evaluation)
         return [by_step[step] for step in sorted(by_step)], baseline
 

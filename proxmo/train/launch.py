@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from proxmo.results.contract import EPISODES, VAL
 from proxmo.train.config import ConfigError, config_lines, load_config
 from proxmo.train.report import learning_gain, success_table
 from proxmo.train.runfolder import RunFolderBusy
+from proxmo.urls import DASHBOARD_PORT, MLFLOW_PORT, OPTUNA_PORT, local_url
 
 # Errors a user can fix from the message alone (a full disk and a busy run folder included); anything else is a
 # bug and keeps its traceback.
@@ -70,14 +72,14 @@ def print_report(console: Console, result) -> None:
         for label, cells in rows:
             table.add_row(label, *cells)
         console.print(table)
-        episodes = int(result.evaluations[-1].get("val/episodes", 0))
+        episodes = int(result.evaluations[-1].get(EPISODES, 0))
         gain = learning_gain(result.evaluations)
         line = f"{episodes} evaluation episodes; ± is one standard error"
         if gain is not None:
             line += f"; sampled success gained {gain['gain']:+.1f} ± {gain['se']:.1f} points"
         console.print(line)
     final = result.evaluations[-1] if result.evaluations else {}
-    extra = {k: v for k, v in final.items() if k.startswith("val/") and "/success" not in k and not k.endswith("episodes")}
+    extra = {k: v for k, v in final.items() if k.startswith(VAL + "/") and "/success" not in k and not k.endswith("episodes")}
     if extra:
         table = Table("metric", "value")
         for key in sorted(extra):
@@ -90,8 +92,8 @@ def print_report(console: Console, result) -> None:
 
         mirrored = json.loads(link.read_text())
         console.print(f"MLflow run {mirrored['run_id']} in {escape(mirrored['tracking_uri'])}; open the UIs with "
-                      "`proxmo ui` (MLflow http://127.0.0.1:5000, dashboard http://127.0.0.1:8501, optuna-dashboard "
-                      "http://127.0.0.1:8080)", soft_wrap=True)
+                      f"`proxmo ui` (MLflow {local_url(MLFLOW_PORT)}, dashboard {local_url(DASHBOARD_PORT)}, "
+                      f"optuna-dashboard {local_url(OPTUNA_PORT)})", soft_wrap=True)
 
 
 __all__ = ["USER_ERRORS", "launch", "print_report"]

@@ -1,6 +1,6 @@
 """The actor loss of the reference runs: clipped PPO surrogate with dual clip, k3 KL and entropy bonus (no critic).
 
-verl-style, as in section 7 of the spec.
+verl-style, with the reference runs' settings (docs/training.md, "Configuration").
 
 Shapes: ``B`` is the number of sequences (one per environment step), ``R`` the number of response
 tokens per sequence (right-padded); ``mask`` marks the real response tokens (bool, or 0/1 numbers).

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -139,5 +139,40 @@ def repair_cut_line(path: str | Path) -> bool:
     return True
 
 
-__all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "WriterLock", "acquire_writer", "describe_writer",
-           "make_run_folder", "repair_cut_line", "write_atomic", "writer_alive"]
+# -- checkpoints in a run folder -----------------------------------------------------------------
+STATE_FILE = "trainer_state.pt"
+"""In a checkpoint folder: the optimizer, random states and iteration (the weights lie beside it)."""
+
+
+def resume_candidates(path: Path) -> List[Path]:
+    """The checkpoints a resume from ``path`` may use, newest first: ``path`` itself (a checkpoint folder) and the
+    older ones beside it, or every complete checkpoint of a run folder."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        older = [p for p in _complete(path.parent) if p.name < path.name]
+        return [path, *reversed(older)]
+    for root in (path / "checkpoints", path):
+        found = _complete(root)
+        if found:
+            return list(reversed(found))
+    return []
+
+
+def _complete(root: Path) -> List[Path]:
+    return sorted(p for p in Path(root).glob("iter_*")
+                  if p.is_dir() and not p.name.endswith(".partial") and (p / STATE_FILE).is_file())
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The newest complete checkpoint of a run folder (or of its ``checkpoints`` folder), if any."""
+    run_dir = Path(run_dir)
+    for root in (run_dir / "checkpoints", run_dir):
+        found = _complete(root)
+        if found:
+            return found[-1]
+    return None
+
+
+__all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "STATE_FILE", "WriterLock", "acquire_writer",
+           "describe_writer", "latest_checkpoint", "make_run_folder", "repair_cut_line", "resume_candidates",
+           "write_atomic", "writer_alive"]

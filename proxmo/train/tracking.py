@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, runtime_checkable
 
 from proxmo.train.runfolder import repair_cut_line, write_atomic, writer_alive
+from proxmo.results.contract import METRICS_FILE
+from proxmo.urls import TRACKING_URI_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +152,7 @@ class JsonlTracker(_ClosingContext):
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        repair_cut_line(self.folder / "metrics.jsonl")  # what follows starts on a line of its own
+        repair_cut_line(self.folder / METRICS_FILE)  # what follows starts on a line of its own
         (self.folder / "status.json").unlink(missing_ok=True)  # the run is live (again)
         self._lock = threading.Lock()
 
@@ -161,7 +163,7 @@ class JsonlTracker(_ClosingContext):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         line = json.dumps({"step": int(step), "time": time.time(), "metrics": _numbers(metrics)}) + "\n"
-        with self._lock, open(self.folder / "metrics.jsonl", "a") as handle:
+        with self._lock, open(self.folder / METRICS_FILE, "a") as handle:
             handle.write(line)
 
     def log_artifact(self, path: str | Path) -> None:
@@ -200,19 +202,24 @@ def read_metrics(folder: str | Path) -> List[Dict[str, Any]]:
 
     A cut-off last line (the job died while writing it) is skipped; a broken line elsewhere raises.
     """
-    path = Path(folder) / "metrics.jsonl"
+    path = Path(folder) / METRICS_FILE
     if not path.exists():
         return []
-    lines = path.read_text().splitlines()
+    return parse_records(path.read_text().splitlines(), path)
+
+
+def parse_records(lines: List[str], source: str | Path, strict: bool = True) -> List[Dict[str, Any]]:
+    """The metric records of ``lines`` of a metrics file. A cut-off last line is skipped; a broken line elsewhere
+    raises naming ``source`` and the line, or with ``strict`` off is skipped too (a reader following a live file)."""
     records = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
-                if number == len(lines):
-                    break
-                raise ValueError(f"{path}: line {number} is not valid JSON ({error})") from error
+                if number == len(lines) or not strict:
+                    continue
+                raise ValueError(f"{source}: line {number} is not valid JSON ({error})") from error
     return records
 
 
@@ -476,7 +483,7 @@ def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str
     new run named after the folder, in the experiment of its config, on ``tracking_uri`` or MLflow's default.
     """
     folder = Path(folder)
-    if not (folder / "metrics.jsonl").is_file() and not (folder / "params.json").is_file():
+    if not (folder / METRICS_FILE).is_file() and not (folder / "params.json").is_file():
         raise FileNotFoundError(f"{folder}: not a run folder (no metrics.jsonl or params.json)")
     link = _read_json(folder / LINK_FILE)
     check_tracking_server(tracking_uri or link.get("tracking_uri"))  # a dead server: seconds, not minutes
@@ -564,7 +571,7 @@ def check_tracking_server(uri: Optional[str] = None, timeout: float = 5.0) -> No
     import urllib.error
     import urllib.request
 
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = uri or os.environ.get(TRACKING_URI_ENV)
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
     try:
@@ -593,6 +600,6 @@ def make_tracker(kind: str, folder: str | Path, experiment: str, run_name: str, 
 
 
 __all__ = ["JsonlTracker", "MlflowTracker", "NullTracker", "SkipLogged", "STATUSES", "TRACKER_KINDS", "Tracker",
-           "check_tracking_server", "check_tracking_uri", "close_abandoned", "flatten_params", "make_tracker", "prepare_store",
-           "read_metrics",
+           "check_tracking_server", "check_tracking_uri", "close_abandoned", "flatten_params", "make_tracker", "parse_records",
+           "prepare_store", "read_metrics",
            "skip_logged", "sync_run"]

@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 
+from proxmo.policy.config import LENGTH_NORMALIZE
 from proxmo.train.config import OptimConfig
 from proxmo.train.loss import actor_loss
 
@@ -34,7 +35,7 @@ class ScoringPolicy(Protocol):
 
     def token_logprobs(self, prompt_ids, response_ids, temperature=1.0, with_entropy=False): ...
 
-    def candidate_logprobs(self, prompt_ids, candidate_ids, temperature, length_normalize=False): ...
+    def candidate_logprobs(self, prompt_ids, candidate_ids, temperature, length_normalize=LENGTH_NORMALIZE): ...
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Sequences:
     """Candidate level (choose mode): per step, the response ids of every candidate; None: token level."""
     choice: Optional[List[int]] = None
     """Candidate level: per step, the index of the chosen candidate."""
-    length_normalize: bool = False
+    length_normalize: bool = LENGTH_NORMALIZE
     """Candidate level: scores are mean (True) or summed token log-probs."""
 
     def __post_init__(self) -> None:

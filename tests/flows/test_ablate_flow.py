@@ -94,3 +94,21 @@ def test_proxmo_ablate_command_runs_the_grid_and_prints_the_table(tmp_path):
     assert "| cold | 1 |" in result.output and "parent MLflow run" in result.output
     bad = CliRunner().invoke(app, [*args[:-4], "--variant", "x=advantage.nothing=1"])
     assert bad.exit_code == 2 and "advantage.nothing" in bad.output
+
+
+def test_the_dashboard_compares_with_the_baseline_the_ablation_used(tmp_path):
+    """Without grpo the baseline is the first variant as given (here not the first alphabetically), and the
+    dashboard, reading only MLflow, compares with the same one."""
+    from dashboards import data
+
+    variants = {"proxmo-cold": ["advantage.estimator=proxmo", "advantage.temperature=0.05"],
+                "gigpo": ["advantage.estimator=gigpo"]}
+    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0], name="order",
+                      overrides=[*TINY, "run.iterations=1"], output_dir=str(tmp_path / "runs"),
+                      experiment="ablate-baseline")
+    assert "final - proxmo-cold" in out["table"]
+    store = data.Store(mlflow.get_tracking_uri(), None)
+    runs = data.runs_frame(store)
+    rows, baseline = data.ablation_table(store, runs, out["parent_run_id"])
+    assert baseline == "proxmo-cold" and [r.variant for r in rows] == ["proxmo-cold", "gigpo"]
+    assert rows[0].difference is None and rows[1].difference is not None

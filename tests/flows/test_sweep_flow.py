@@ -6,7 +6,7 @@ import pytest
 from prefect.artifacts import Artifact
 
 import tasks.training
-from flows.sweep import objective_value, sweep_flow
+from flows.sweep import sweep_flow
 from tests.flows.test_ablate_flow import TINY
 
 
@@ -76,11 +76,6 @@ def test_the_trial_reporter_prunes_through_the_study(tmp_path):
     with pytest.raises(StopRun, match="pruned"):
         report(2, {"val/success": 0.1})
     assert study.trials[0].intermediate_values == {1: 0.9, 2: 0.1}
-
-
-def test_objectives():
-    summary = {"evaluations": [{"val/success": 0.2}, {"val/success": 0.4}, {"val/success": 0.6}]}
-    assert objective_value(summary, "final") == 0.6 and objective_value(summary, "auc") == pytest.approx(0.4)
 
 
 def test_a_pruned_trial_stops_its_job_early(tmp_path):

@@ -1,6 +1,7 @@
 """The results table: paper columns from run summaries, averaged over seeds."""
 
-from tasks.training import markdown_table, results_row
+from proxmo.results.table import markdown_table
+from tasks.training import results_row
 
 
 def _alfworld(seed, pick, all_):

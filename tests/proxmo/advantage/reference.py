@@ -1,4 +1,4 @@
-"""A plain, slow, row-by-row implementation of ALGORITHM.md, written independently of the library.
+"""A plain, slow, row-by-row implementation of docs/algorithm.md, written independently of the library.
 
 Every loop here runs over rows on purpose: it is the yardstick the fast, vectorised estimators
 are held to. TF-IDF comes straight from scikit-learn's TfidfVectorizer fitted on every row.

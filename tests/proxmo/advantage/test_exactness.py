@@ -1,4 +1,4 @@
-"""The vectorised estimators equal the row-by-row reference of ALGORITHM.md for every estimator, preset and switch."""
+"""The vectorised estimators equal the row-by-row reference of docs/algorithm.md for every estimator, preset and switch."""
 
 import itertools
 

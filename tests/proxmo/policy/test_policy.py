@@ -10,7 +10,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from proxmo.policy import ModelConfig, Policy
-from proxmo.policy import policy as policy_module
+from proxmo.policy import decoding, scoring
 
 from .conftest import CORPUS, SMALL
 
@@ -61,7 +61,7 @@ def test_response_ends_with_end_of_turn(policy):
 
 def test_choice_scores_equal_summed_token_logprobs(policy):
     prompts = prompts_of(policy)
-    scores = policy.score_candidates(prompts, CANDIDATES)
+    scores = policy.score_candidates(prompts, CANDIDATES, length_normalize=False)
     for prompt, actions, score in zip(prompts, CANDIDATES, scores):
         responses = [policy.encode_response(a) for a in actions]
         with torch.no_grad():
@@ -73,7 +73,7 @@ def test_choice_scores_equal_summed_token_logprobs(policy):
 def test_scores_do_not_depend_on_how_candidates_are_chunked(policy, monkeypatch):
     prompts = prompts_of(policy)
     whole = policy.score_candidates(prompts, CANDIDATES)
-    monkeypatch.setattr(policy_module, "CHOOSE_TOKEN_BUDGET", 1)  # one candidate per forward pass
+    monkeypatch.setattr(scoring, "CHOOSE_TOKEN_BUDGET", 1)  # one candidate per forward pass
     for a, b in zip(whole, policy.score_candidates(prompts, CANDIDATES)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
@@ -405,13 +405,16 @@ def test_generation_in_row_chunks_matches_one_batch_when_greedy(policy):
 def test_length_normalised_choice_ranks_by_mean_token_logprob(policy):
     prompt = policy.encode_prompt("Your task is to: put a clean apple in the fridge.")
     candidates = ["go", "take apple 1 from countertop 2 and open fridge 1"]
-    [scores] = policy.score_candidates([prompt], [candidates])
+    [scores] = policy.score_candidates([prompt], [candidates], length_normalize=False)
     lengths = torch.tensor([len(policy.encode_response(c)) for c in candidates], dtype=scores.dtype)
     best_mean = int(torch.argmax(scores / lengths))
     [greedy] = policy.choose([prompt], [candidates], temperature=0.0, length_normalize=True)
     assert greedy.index == best_mean
     # an untrained model's summed log-probs favour the short action by orders of magnitude
     assert scores[0] - scores[1] > 10
+    # unless told otherwise the policy scores by the mean, as runs do (rollout.choose_score=mean)
+    [default] = policy.score_candidates([prompt], [candidates])
+    torch.testing.assert_close(default, scores / lengths, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: autocast over float32 weights
@@ -420,9 +423,9 @@ def test_packed_and_cached_candidate_scoring_agree(policy, monkeypatch, dtype):
         policy = Policy.from_config(ModelConfig(**SMALL, dtype=dtype), CORPUS)
         assert policy.compute_dtype == torch.bfloat16
     prompts = prompts_of(policy)
-    monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 10**6)
+    monkeypatch.setattr(scoring, "PACKED_MAX_WIDTH", 10**6)
     packed = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
-    monkeypatch.setattr(policy_module, "PACKED_MAX_WIDTH", 0)
+    monkeypatch.setattr(scoring, "PACKED_MAX_WIDTH", 0)
     cached = policy.score_candidates(prompts, CANDIDATES, length_normalize=True)
     tolerance = dict(atol=1e-5, rtol=0) if dtype == "float32" else dict(atol=0, rtol=1e-3)  # bf16: 8 mantissa bits
     for a, b in zip(packed, cached):
@@ -602,11 +605,11 @@ def test_compiled_decoding_under_bf16_autocast_with_lora_computes_the_eager_logi
     from proxmo.policy import ModelConfig, Policy
     from tests.proxmo.policy.conftest import CORPUS, SMALL
 
-    original = policy_module._sample
+    original = decoding._sample
     logits, tokens = {}, {}
     for compiled in (False, True):
         seen = logits.setdefault(compiled, [])
-        monkeypatch.setattr(policy_module, "_sample", lambda lg, *a, **k: seen.append(lg.float().clone()) or
+        monkeypatch.setattr(decoding, "_sample", lambda lg, *a, **k: seen.append(lg.float().clone()) or
                             original(lg, *a, **k))
         policy = Policy.from_config(ModelConfig(**SMALL, generation_cache="static", compile_decode=compiled,
                                                 max_response_tokens=12, dtype="bfloat16", lora_rank=2), CORPUS)

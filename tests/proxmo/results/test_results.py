@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from proxmo.results import RunSummary, compare_variants, markdown_table, paired_difference, t_interval
+from proxmo.results import RunSummary, compare_variants, comparison_table, paired_difference, t_interval
 
 
 def test_t_interval_matches_the_textbook_formula():
@@ -53,7 +53,7 @@ def test_table_keeps_every_seed_and_reports_final_and_best_apart():
     assert rows[1].difference.mean == pytest.approx(np.mean([0.1, 0.05, 0.1]))
     assert rows[1].final_by_seed == {0: 0.3, 1: 0.35, 2: 0.5}
     assert rows[1].best.mean == pytest.approx(rows[1].final.mean + 0.1)
-    table = markdown_table(rows, baseline="grpo")
+    table = comparison_table(rows, baseline="grpo")
     assert "| proxmo | 3 |" in table and "final - grpo" in table and "30.0, 35.0, 50.0" in table
 
 

@@ -330,3 +330,34 @@ def test_lora_trains_only_the_adapters_keeps_the_base_as_reference_and_resumes_e
     for step, replayed in zip((2, 3), resumed.history):  # ... to the same numbers
         same = [k for k in replayed if not k.startswith("timing/")]
         assert same and {k: replayed[k] for k in same} == {k: straight[step][k] for k in same}, step
+
+
+@pytest.mark.parametrize("score", ["mean", "sum"])
+def test_acting_and_the_update_score_candidates_the_way_the_config_says(tmp_path, score):
+    """choose mode: the log-probs the update recomputes equal those acting sampled with (the PPO ratio starts at 1)
+    under either candidate score, and the default is the mean (length-normalised) one."""
+    from proxmo.policy.config import LENGTH_NORMALIZE
+    from proxmo.rollout import collect
+    from proxmo.train.job import Trainer
+    from proxmo.train.update import sequence_logprobs
+
+    assert build_config({}).rollout.choose_score == "mean" and LENGTH_NORMALIZE
+    data = _alfworld(tmp_path, f"score-{score}", action_mode="choose", choose_score=score)
+    trainer = Trainer(build_config(data), progress=False)
+    try:
+        settings = trainer._settings(1.0)
+        assert settings.length_normalize == (score == "mean")
+        rollout = collect(trainer._train_pool(), trainer.policy, trainer.sample_tasks(), settings,
+                          torch.Generator().manual_seed(0))
+        steps = rollout.trained_steps()
+        sequences = trainer._sequences(steps)
+        recomputed = torch.cat(sequence_logprobs(trainer.policy, sequences, 8))
+        acted = torch.tensor([s.logprob for s in steps])
+        assert torch.allclose(recomputed, acted, atol=1e-5)
+        step = next(s for s in steps if len(s.candidate_ids) > 1)
+        with torch.no_grad():
+            by = {normalize: trainer.policy.candidate_logprobs([step.prompt_ids], [step.candidate_ids], 1.0, normalize)[0]
+                  for normalize in (False, True)}
+        assert not torch.allclose(by[False], by[True])  # the two scores differ, so the check above tells them apart
+    finally:
+        trainer.close()
