@@ -216,6 +216,21 @@ class TrainConfig(_Section):
                              "of a batch (rollout.n_groups x rollout.group_size); lower it")
         return self
 
+    # Defaults that depend on another section, resolved here and nowhere else.
+    @property
+    def policy_model(self) -> ModelConfig:
+        """The model settings the run uses: ``model.seed`` defaults to ``run.seed``, so seeds differ in their
+        initialisation."""
+        return self.model if self.model.seed is not None else self.model.model_copy(update={"seed": self.run.seed})
+
+    @property
+    def env_options(self) -> Dict[str, Any]:
+        """The environment's options as the run uses them: ``rollout.max_steps``, when set, is its episode cap."""
+        options = dict(self.env.options)
+        if self.rollout.max_steps is not None:
+            options["max_steps"] = self.rollout.max_steps
+        return options
+
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json")
 

@@ -13,8 +13,6 @@ the time of every phase) -> tracker -> checkpoint.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 import os
@@ -24,24 +22,23 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
 import envs
 from proxmo.advantage import compute_advantages
-from proxmo.policy import AdaptersOff, ModelConfig, Policy, UniformPolicy
-from proxmo.policy.model import check_model_path
-from proxmo.rollout import Rollout, RolloutSettings, collect
-from proxmo.rollout.prompts import ANSWER
+from proxmo.results import contract
+from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
+                                     metric_key)
+from proxmo.rollout import RolloutSettings, collect
 from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
-from proxmo.results import contract
-from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, GREEDY, METRICS_FILE, RANDOM, SUMMARY_FILE, SUCCESS, VAL, Summary,
-                                     metric_key, timing_key)
+from proxmo.train.evaluation import Evaluation, logged_evaluations
 from proxmo.train.metrics import Timings, rollout_metrics
-from proxmo.train.runfolder import (PROCESS_FILE, STATE_FILE, acquire_writer, make_run_folder, resume_candidates,
-                                    write_atomic)
+from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
+from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
+                                resume_candidates_of, rollout_settings, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
 from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
@@ -76,116 +73,6 @@ class TrainResult:
     checkpoint: Optional[Path] = None
 
 
-@dataclass
-class EnvSetup:
-    """The environment options and task lists of a run."""
-
-    name: str
-    train_options: Dict[str, Any]
-    eval_options: Dict[str, Any]
-    train_tasks: List[Any]
-    eval_tasks: List[Any]
-
-
-def run_name(config: TrainConfig) -> str:
-    """The config's run name, else one by the contract's rule (:func:`proxmo.results.contract.run_name`)."""
-    return config.run.name or contract.run_name(config.env.name, config.advantage.estimator, config.run.seed)
-
-
-def prepare_env(config: TrainConfig) -> EnvSetup:
-    """Resolve the environment options of both splits (preparing their data) and list their tasks."""
-    name = config.env.name
-    spec = envs.spec(name)
-    options = dict(config.env.options)
-    if config.rollout.max_steps is not None:
-        options["max_steps"] = config.rollout.max_steps
-    options = spec.prepare(options, Path(config.run.output_dir), (config.env.train_split, config.env.eval_split))
-    accepted = envs.option_names(name)
-    if accepted is None or "split" in accepted:
-        train_options = {**options, "split": config.env.train_split}
-        eval_options = {**options, "split": config.env.eval_split}
-    else:  # an environment without splits: training and evaluation draw from the same tasks
-        train_options, eval_options = dict(options), dict(options)
-    train_env = envs.make(name, **train_options)
-    eval_env = envs.make(name, **eval_options)
-    try:
-        train_tasks, eval_tasks = train_env.tasks(), eval_env.tasks()
-    finally:
-        train_env.close()
-        eval_env.close()
-    if config.eval.tasks is not None:
-        eval_tasks = eval_tasks[: config.eval.tasks]
-    if not train_tasks:
-        raise ValueError(f"env: split {config.env.train_split!r} of {name} has no tasks")
-    return EnvSetup(name, train_options, eval_options, list(train_tasks), list(eval_tasks))
-
-
-def tokenizer_corpus(setup: EnvSetup, samples: int = 24, seed: int = 0) -> List[str]:
-    """Texts the tiny model's tokenizer is trained on: the prompt wording and random episodes of the environment."""
-    spec = envs.spec(setup.name)
-    corpus = [spec.intro, *ANSWER.values(), "task: did: now:"]
-    rng = random.Random(seed)
-    env = envs.make(setup.name, **setup.train_options)
-    try:
-        for task in rng.sample(setup.train_tasks, min(samples, len(setup.train_tasks))):
-            observation, info = env.reset(task)
-            task_line = spec.task_text(observation, info)
-            corpus.extend([observation, task_line, *spec.corpus(info)])
-            for _ in range(4):
-                commands = spec.candidates(info.get("admissible_commands", []), task_line)
-                if not commands:
-                    break
-                corpus.extend(commands)
-                observation, _, done, info = env.step(rng.choice(commands))
-                corpus.append(observation)
-                if done:
-                    break
-    finally:
-        env.close()
-    return corpus
-
-
-def evaluation_key(config: TrainConfig, setup: EnvSetup) -> str:
-    """A hash of what an evaluation plays: the environment, its options, the tasks and how they are played.
-
-    Two runs with the same key were evaluated on the same task list the same way, so their validation
-    numbers can be compared; where the data lives (e.g. a games folder under another output folder) does
-    not change the key, the tasks' own identities do.
-    """
-    spec = envs.spec(setup.name)
-    options = {k: v for k, v in setup.eval_options.items() if k not in spec.location_options}
-    described = {
-        "env": setup.name,
-        "options": options,
-        "tasks": [spec.task_key(task) for task in setup.eval_tasks],
-        "episodes_per_task": config.eval.episodes_per_task,
-        "temperature": config.eval.temperature,
-        "max_steps": config.rollout.max_steps,
-    }
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def model_config_of(config: TrainConfig) -> ModelConfig:
-    """The model settings a run uses: ``model.seed`` defaults to ``run.seed``, so seeds differ in their initialisation."""
-    if config.model.seed is not None:
-        return config.model
-    return config.model.model_copy(update={"seed": config.run.seed})
-
-
-def check_runtime(config: TrainConfig) -> None:
-    """Fail before any work on settings this machine cannot honour."""
-    device = config.model.resolved_device()
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"model.device: {config.model.device!r} asks for CUDA, but this torch "
-                         f"({torch.__version__}) sees no CUDA device; use model.device=cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"model.device: {config.model.device!r}, but only {torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"model.device: {config.model.device!r}, but MPS is not available here")
-    check_model_path(config.model)
-
-
 class Trainer:
     """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
 
@@ -194,11 +81,11 @@ class Trainer:
         self.config = config
         self.progress = progress
         self.on_evaluation = on_evaluation
-        _quiet_transformers()
+        quiet_transformers()
         check_runtime(config)
         if tracker is None and config.run.tracker in ("mlflow", "both"):
             check_tracking_server(config.run.tracking_uri)
-        candidates = _resume_candidates(config.run.resume)
+        candidates = resume_candidates_of(config.run.resume)
         self.run_dir = candidates[0].parent.parent if candidates else Path(config.run.output_dir) / run_name(config)
         created = not self.run_dir.exists()
         make_run_folder(self.run_dir)
@@ -249,7 +136,8 @@ class Trainer:
         self.setup = prepare_env(config)
         self.spec = envs.spec(config.env.name)
         self.eval_key = evaluation_key(config, self.setup)
-        self.policy, self.reference = self._policies(resume)
+        self.policy, self.reference = build_policies(config, self.setup, self.run_dir, resume)
+        self.evaluation = Evaluation(config, self.setup, self._pool_for)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],
             lr=config.optim.lr,
@@ -273,35 +161,6 @@ class Trainer:
         run_id = json.loads(link.read_text())["run_id"] if resuming and link.is_file() else None
         return make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id,
                             parent_run_id=c.parent_run_id, tags=c.tags)
-
-    def _policies(self, resume: Optional[Path]) -> Tuple[Policy, Optional[Policy]]:
-        config = self.config
-        model = model_config_of(config)
-        reference_dir = self.run_dir / "reference"
-        corpus = tokenizer_corpus(self.setup, seed=config.run.seed) if model.kind == "tiny" and not resume else ()
-        if model.lora_rank and model.kind == "tiny":  # LoRA trains on a base that exists only in this run: keep it
-            base = self.run_dir / "base"
-            if not resume:
-                Policy.from_config(model.model_copy(update={"lora_rank": 0}), corpus).save(base)
-            model = model.model_copy(update={"kind": "hf", "path": str(base)})
-        if resume:
-            policy = Policy.from_config(_saved_model_config(model, resume / "model"))
-        else:
-            policy = Policy.from_config(model, corpus)
-        if model.lora_rank:  # the KL reference is the same model with its adapters off: no copy
-            return policy, (AdaptersOff(policy) if config.optim.kl_coef > 0 else None)
-        reference = None
-        if config.optim.kl_coef > 0:  # the KL reference is the initial policy
-            if not resume:
-                reference = Policy(copy.deepcopy(policy.model), policy.tokenizer, model, policy.compute_dtype)
-                if model.kind == "tiny":  # its initial weights exist only in this run: keep them
-                    policy.save(reference_dir)
-            else:
-                initial = _saved_model_config(model, reference_dir) if model.kind == "tiny" else model
-                reference = Policy.from_config(initial)
-            reference.model.eval()
-            reference.model.requires_grad_(False)
-        return policy, reference
 
     def _pool_for(self, options: Dict[str, Any], n_groups: int, group_size: int) -> envs.EnvPool:
         """A pool of this run's environment on the configured backend (local or Ray actors)."""
@@ -328,9 +187,7 @@ class Trainer:
             self._train_pool()
 
     def _settings(self, temperature: float) -> RolloutSettings:
-        r = self.config.rollout
-        return RolloutSettings(self.spec, r.history_length, temperature, r.action_mode,
-                               length_normalize=r.length_normalize, prompt_style=r.prompt_style)
+        return rollout_settings(self.config, self.spec, temperature)
 
     # -- one iteration ----------------------------------------------------------------------
     def sample_tasks(self) -> List[Any]:
@@ -399,48 +256,12 @@ class Trainer:
         )
 
     # -- evaluation -------------------------------------------------------------------------
-    def evaluate(self) -> Dict[str, float]:
-        """``eval.episodes_per_task`` episodes per eval task at the eval temperature (and greedily with
-        ``eval.greedy``); success overall and per category, with its standard error."""
-        c = self.config
-        metrics = self._play_eval(self.policy, c.eval.temperature, VAL)
-        if metrics and c.eval.greedy:
-            metrics.update(self._play_eval(self.policy, 0.0, GREEDY))
-        return metrics
-
-    def evaluate_random(self) -> Dict[str, float]:
-        """A uniformly random agent over the same candidate actions, on the same eval episodes (``val/random/*``)."""
-        if self.config.rollout.action_mode != "choose":
-            return {}
-        return self._play_eval(UniformPolicy(), 1.0, RANDOM)
-
-    def _play_eval(self, policy, temperature: float, prefix: str) -> Dict[str, float]:
-        c = self.config
-        tasks = [task for task in self.setup.eval_tasks for _ in range(c.eval.episodes_per_task)]
-        if not tasks:
-            return {}
-        settings = self._settings(temperature)
-        generator = torch.Generator().manual_seed(c.run.seed + 1)  # same episodes at every evaluation
-        batch = min(c.eval.batch, len(tasks))
-        merged = Rollout()
-        self.policy.model.eval()
-        start = time.perf_counter()
-        with self._pool_for(self.setup.eval_options, n_groups=batch, group_size=1) as pool:
-            for first in range(0, len(tasks), batch):
-                chunk = list(tasks[first : first + batch])
-                padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
-                part = collect(pool, policy, padded, settings, generator, traj_offset=first)
-                merged.episodes.extend(part.episodes[: len(chunk)])
-        metrics = rollout_metrics(merged, prefix)
-        metrics[timing_key(prefix.replace("/", "_"))] = time.perf_counter() - start
-        return metrics
-
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> TrainResult:
         c = self.config
         result = TrainResult(self.run_dir, self.start_iteration)
         if self.start_iteration > 0:  # a resumed run reports its whole history, not only what follows
-            result.evaluations, result.baseline = self._logged_evaluations()
+            result.evaluations, result.baseline = logged_evaluations(self.run_dir, self.start_iteration)
         status = "FAILED"
         try:
             if self.start_iteration == 0:
@@ -522,7 +343,7 @@ class Trainer:
                 bar.update(task, advance=1, status=self._status)
 
     def _log_eval(self, result: TrainResult, step: int) -> None:
-        metrics = self.evaluate()
+        metrics = self.evaluation.policy(self.policy)
         if metrics:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
@@ -530,23 +351,8 @@ class Trainer:
             if self.on_evaluation is not None:
                 self.on_evaluation(step, metrics)
 
-    def _logged_evaluations(self) -> Tuple[List[Dict[str, float]], Dict[str, float]]:
-        """The evaluations (and the random baseline) this run logged up to its checkpoint, from its JSON lines."""
-        by_step: Dict[int, Dict[str, float]] = {}
-        baseline: Dict[str, float] = {}
-        for record in read_metrics(self.run_dir):
-            step, metrics = int(record["step"]), record["metrics"]
-            if step > self.start_iteration:
-                continue
-            if contract.success_key(RANDOM) in metrics:
-                baseline.update({k: v for k, v in metrics.items() if k.startswith(RANDOM + "/")})
-            evaluation = {k: v for k, v in metrics.items() if k.startswith(VAL + "/") and not k.startswith(RANDOM + "/")}
-            if SUCCESS in evaluation or step in by_step:
-                by_step.setdefault(step, {"step": float(step)}).update(evaluation)
-        return [by_step[step] for step in sorted(by_step)], baseline
-
     def _log_random(self, result: TrainResult) -> None:
-        metrics = self.evaluate_random()
+        metrics = self.evaluation.random()
         if metrics:
             result.baseline = metrics
             self.tracker.log_metrics(metrics, step=0)
@@ -584,30 +390,6 @@ def _mean(values: List[float]) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
-def _quiet_transformers() -> None:
-    """Saving and loading weights draw progress bars of their own, which break the job's bar."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-
-def _resume_candidates(resume: Optional[str]) -> List[Path]:
-    """The checkpoints a resume may use, newest first ([] without ``run.resume``)."""
-    if not resume:
-        return []
-    found = resume_candidates(Path(resume))
-    if not found:
-        raise FileNotFoundError(f"run.resume: no checkpoint in {resume} (expected {STATE_FILE} or checkpoints/iter_*)")
-    return found
-
-
-def _saved_model_config(model: ModelConfig, folder: Path) -> ModelConfig:
-    """The config that loads a checkpoint's model folder: the whole model, or with LoRA the adapter on its base."""
-    if model.lora_rank:
-        return model.model_copy(update={"adapter": str(folder)})
-    return model.model_copy(update={"kind": "hf", "path": str(folder), "gguf_file": None})
-
-
 def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
           on_evaluation: Optional[EvaluationCallback] = None) -> TrainResult:
     """Run a whole training job; see :class:`Trainer`. SIGTERM ends it KILLED (:func:`terminate_as_exit`)."""
@@ -615,5 +397,5 @@ def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool
         return Trainer(config, tracker, progress, on_evaluation).run()
 
 
-__all__ = ["EnvSetup", "EvaluationCallback", "StopRun", "TrainResult", "Trainer", "prepare_env", "run_name", "train", "tokenizer_corpus"]
+__all__ = ["EvaluationCallback", "StopRun", "TrainResult", "Trainer", "run_name", "train"]
 

@@ -275,7 +275,7 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
 
 
 def test_the_evaluation_key_names_the_tasks_not_where_they_live(tmp_path):
-    from proxmo.train.job import evaluation_key, prepare_env
+    from proxmo.train.setup import evaluation_key, prepare_env
 
     def key(output, **evaluation):
         data = _alfworld(tmp_path, "k", action_mode="choose")
