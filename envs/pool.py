@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from envs.base import Info, TextEnv, factory as registered_factory
+from envs.cluster import start_ray
 
 logger = logging.getLogger(__name__)
 
@@ -270,25 +271,11 @@ class _RayBackend:
 
 
 def _start_ray(address: Optional[str], init_kwargs: Optional[Mapping[str, Any]]) -> bool:
-    """Initialise Ray unless it already is; answers whether this call started it.
-
-    A local start uses 2 CPUs and no dashboard, keeps Ray's auth token out of the home folder
-    (``RAY_AUTH_MODE=disabled`` unless set) and leaves the temp dir to ``RAY_TMPDIR`` or to
-    ``_temp_dir`` in ``init_kwargs``.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
+    """:func:`envs.cluster.start_ray`; a local start takes 2 CPUs unless ``init_kwargs`` say otherwise."""
     kwargs: Dict[str, Any] = dict(init_kwargs or {})
-    if address is not None:
-        kwargs["address"] = address
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address is None:
         kwargs.setdefault("num_cpus", 2)
-        kwargs.setdefault("include_dashboard", False)
-    ray.init(**kwargs)
-    return True
+    return start_ray(address, **kwargs)
 
 
 class EnvPool:

@@ -14,7 +14,8 @@ from prefect.runtime import flow_run
 from flows.train import _preset, artifact_key
 from proxmo.results import RunSummary, comparison_table, compare_variants, contract
 from proxmo.train.config import check_path_component, load_config
-from tasks.training import parent_run, publish_results, run_jobs
+from tasks.publish import parent_run, publish_results
+from tasks.training import run_jobs
 
 PAPER_VARIANTS: Dict[str, List[str]] = {
     "grpo": ["advantage.estimator=grpo"],

@@ -16,8 +16,9 @@ from proxmo.results import contract
 from proxmo.results.contract import OBJECTIVES, SUCCESS, Summary
 from proxmo.train.config import check_path_component, load_config
 from proxmo.urls import default_optuna_storage, redact_url
-from tasks.study import STORAGE_ENV, Heartbeats, ask, open_study, study_storage, use_worker_stream
-from tasks.training import make_pruner, parent_run, publish_results, ray_session, train_job
+from tasks.publish import parent_run, publish_results
+from tasks.study import STORAGE_ENV, Heartbeats, ask, make_pruner, open_study, study_storage, use_worker_stream
+from tasks.training import ray_session, train_job
 
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
     "delta": ("advantage.target_range", 0.01, 0.3, True),

@@ -13,7 +13,8 @@ from prefect.runtime import flow_run
 from proxmo.results import contract
 from proxmo.train.config import load_config
 from proxmo.train.setup import run_name
-from tasks.training import parent_run, publish_results, results_row, run_jobs, train_job
+from tasks.publish import parent_run, publish_results, results_row
+from tasks.training import run_jobs, train_job
 
 ROOT = Path(__file__).resolve().parents[1]
 

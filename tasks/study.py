@@ -17,7 +17,7 @@ import threading
 import warnings
 import zlib
 from contextlib import contextmanager
-from typing import Iterator, Set
+from typing import Any, Iterator, Mapping, Set
 
 from proxmo.urls import OPTUNA_STORAGE_ENV as STORAGE_ENV, redact_url
 
@@ -140,5 +140,49 @@ class Heartbeats:
         self._thread.join()
 
 
-__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "STORAGE_ENV", "ask", "check_storage", "open_study",
-           "stream_seed", "study_storage", "use_worker_stream"]
+def make_pruner(spec: str):
+    """The Optuna pruner named by ``spec``: ``median``, ``none``, or ``threshold:<lower>``.
+
+    Pruners are not kept in the study's storage, so every process that asks ``should_prune`` builds the
+    same one from this name.
+    """
+    import optuna
+
+    if spec == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if spec == "none":
+        return optuna.pruners.NopPruner()
+    kind, _, value = spec.partition(":")
+    if kind == "threshold":
+        try:
+            return optuna.pruners.ThresholdPruner(lower=float(value))
+        except ValueError:
+            pass
+    raise ValueError(f"pruner: expected median, none or threshold:<lower>, got {spec!r}")
+
+
+def trial_reporter(trial: Mapping[str, Any]):
+    """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage) and
+    stops the job when the study's pruner says so; with ``report`` false it only asks (another seed reports)."""
+    import optuna
+
+    from proxmo.train.job import StopRun
+
+    storage = optuna.storages.get_storage(trial["storage"])
+    study = optuna.load_study(study_name=trial["study"], storage=storage, pruner=make_pruner(trial.get("pruner", "median")))
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(trial["study"]),
+                                                              int(trial["number"]))
+    handle = optuna.trial.Trial(study, trial_id)
+    metric = trial["metric"]
+
+    def report(step: int, metrics: Mapping[str, float]) -> None:
+        if metric in metrics and trial.get("report", True):
+            handle.report(float(metrics[metric]), step)
+        if handle.should_prune():
+            raise StopRun(f"pruned by the study at step {step}")
+
+    return report
+
+
+__all__ = ["GRACE_S", "HEARTBEAT_S", "Heartbeats", "RETRIES", "STORAGE_ENV", "ask", "check_storage", "make_pruner",
+           "open_study", "stream_seed", "study_storage", "trial_reporter", "use_worker_stream"]

@@ -1,21 +1,19 @@
-"""Prefect tasks around the training job: run it (here or as a Ray task that asks for GPUs) and publish its results."""
+"""Prefect tasks around the training job: run it here or as a Ray task that asks for CPUs and GPUs, several side by
+side, a finished one not again, an unfinished one resumed; and Ray up for the jobs of a flow."""
 
 from __future__ import annotations
 
 import copy
 import os
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from proxmo.results import contract
-from proxmo.results.contract import (GREEDY, ITERATION_SECONDS, LOSS, METRICS_FILE, RANDOM, SUMMARY_FILE, TRAIN_SUCCESS, VAL,
-                                     Summary, quantity_key, success_key)
+from proxmo.results.contract import SUMMARY_FILE, Summary
+from tasks.progress import follow_progress
 
 if TYPE_CHECKING:
     from proxmo.train.config import TrainConfig
@@ -43,53 +41,11 @@ def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None
     resume = _resume_or_move_aside(checked)
     if resume is not None:
         checked = checked.model_copy(update={"run": checked.run.model_copy(update={"resume": resume})})
+    from tasks.study import trial_reporter
+
     callback = trial_reporter(trial) if trial else None
     result = train(checked, progress=False, on_evaluation=callback)
     return _job_summary(checked, result.run_dir, Summary.read(result.run_dir))
-
-
-def make_pruner(spec: str):
-    """The Optuna pruner named by ``spec``: ``median``, ``none``, or ``threshold:<lower>``.
-
-    Pruners are not kept in the study's storage, so every process that asks ``should_prune`` builds the
-    same one from this name.
-    """
-    import optuna
-
-    if spec == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    if spec == "none":
-        return optuna.pruners.NopPruner()
-    kind, _, value = spec.partition(":")
-    if kind == "threshold":
-        try:
-            return optuna.pruners.ThresholdPruner(lower=float(value))
-        except ValueError:
-            pass
-    raise ValueError(f"pruner: expected median, none or threshold:<lower>, got {spec!r}")
-
-
-def trial_reporter(trial: Mapping[str, Any]):
-    """An evaluation callback that reports to an Optuna trial (any process can: the study is in RDB storage) and
-    stops the job when the study's pruner says so; with ``report`` false it only asks (another seed reports)."""
-    import optuna
-
-    from proxmo.train.job import StopRun
-
-    storage = optuna.storages.get_storage(trial["storage"])
-    study = optuna.load_study(study_name=trial["study"], storage=storage, pruner=make_pruner(trial.get("pruner", "median")))
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(trial["study"]),
-                                                              int(trial["number"]))
-    handle = optuna.trial.Trial(study, trial_id)
-    metric = trial["metric"]
-
-    def report(step: int, metrics: Mapping[str, float]) -> None:
-        if metric in metrics and trial.get("report", True):
-            handle.report(float(metrics[metric]), step)
-        if handle.should_prune():
-            raise StopRun(f"pruned by the study at step {step}")
-
-    return report
 
 
 def _job_summary(config: "TrainConfig", run_dir: Path, summary: Summary) -> Dict[str, Any]:
@@ -199,66 +155,6 @@ def _killed(error: BaseException) -> bool:
     return isinstance(error, WorkerCrashedError)
 
 
-def progress_lines(record: Mapping[str, Any], iterations: Optional[int] = None) -> List[str]:
-    """What a deployed run's log says about one metrics record: one line per iteration, one per evaluation."""
-    step, metrics = int(record["step"]), record["metrics"]
-    lines = []
-    if TRAIN_SUCCESS in metrics:
-        total = f"/{iterations}" if iterations else ""
-        lines.append(f"iteration {step}{total}: train success {metrics[TRAIN_SUCCESS]:.3f}"
-                     + (f", loss {metrics[LOSS]:.4f}" if LOSS in metrics else "")
-                     + (f", {metrics[ITERATION_SECONDS]:.2f} s" if ITERATION_SECONDS in metrics else ""))
-    for source, label in ((RANDOM, "random agent"), (VAL, "evaluation"), (GREEDY, "greedy evaluation")):
-        if success_key(source) in metrics:
-            lines.append(f"{label} at {step}: success {metrics[success_key(source)]:.3f}"
-                         f" ± {metrics.get(quantity_key(source, 'success_se'), float('nan')):.3f}"
-                         f" over {metrics.get(quantity_key(source, 'episodes'), float('nan')):.0f} episodes")
-    return lines
-
-
-@contextmanager
-def follow_progress(run_dir: Optional[Path], iterations: Optional[int], log, every: float = 0.5) -> Iterator[None]:
-    """While the block runs, log the lines of :func:`progress_lines` for every new record of
-    ``run_dir/metrics.jsonl`` (written by the job here or in a Ray worker on the same file system)."""
-    if run_dir is None:
-        yield
-        return
-    from proxmo.train.tracking import parse_records
-
-    path = Path(run_dir) / METRICS_FILE
-    offset = path.stat().st_size if path.exists() else 0  # a resumed run: only what is new
-    done = threading.Event()
-    name = Path(run_dir).name
-
-    def read_new() -> None:
-        nonlocal offset
-        if not path.exists():
-            return
-        if path.stat().st_size < offset:  # the folder was moved aside and started again
-            offset = 0
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
-        offset += len(complete)
-        for record in parse_records(complete.decode().splitlines(), path, strict=False):
-            for text in progress_lines(record, iterations):
-                log.info("%s: %s", name, text)
-
-    def follow() -> None:
-        while not done.wait(every):
-            read_new()
-        read_new()
-
-    thread = threading.Thread(target=follow, name=f"progress-{name}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join(timeout=10)
-
-
 def run_jobs(configs: Sequence[Dict[str, Any]], launcher: str = "local", retries: int = 1, num_gpus: float = 0.0,
              ray_address: Optional[str] = None, num_cpus: float = 1.0) -> List[Dict[str, Any]]:
     """Run every config as a :func:`train_job` task (``retries`` each; a retry resumes from the checkpoint) and
@@ -278,73 +174,9 @@ def ray_session(launcher: str, ray_address: Optional[str] = None) -> Iterator[No
     if launcher != "ray":
         yield
         return
-    import ray
+    from envs.cluster import ray_running
 
-    started = not ray.is_initialized()
-    if started:  # without an address Ray joins RAY_ADDRESS if set, else starts here with this machine's cores
-        ray.init(address=ray_address, include_dashboard=False)
-    try:
+    with ray_running(ray_address):  # without an address: RAY_ADDRESS if set, else here with this machine's cores
         yield
-    finally:
-        if started:
-            ray.shutdown()
 
 
-def parent_run(experiment: str, name: str, role: str, tracking_uri: Optional[str], tags: Mapping[str, str]):
-    """The MLflow run that a flow's jobs nest under (an ablation, a study): the earlier one of the same name
-    and role when the flow is run again, else a new one. Returns an open :class:`MlflowTracker`."""
-    import mlflow
-
-    from proxmo.train.tracking import MlflowTracker, check_tracking_server, check_tracking_uri
-
-    check_tracking_uri(tracking_uri)
-    check_tracking_server(tracking_uri)  # a server that is down fails the flow in seconds, before any job
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    record = client.get_experiment_by_name(experiment)
-    if record is not None:  # roles are fixed words; a name may hold any character, so it is compared here
-        found = [run for run in client.search_runs([record.experiment_id], f"tags.{contract.TAG_ROLE} = '{role}'")
-                 if run.data.tags.get(contract.TAG_GROUP) == name]
-        if found:
-            return MlflowTracker(experiment, tracking_uri=tracking_uri, run_id=found[0].info.run_id, tags=tags)
-    return MlflowTracker(experiment, run_name=name, tracking_uri=tracking_uri,
-                         tags={**tags, contract.TAG_GROUP: name, contract.TAG_ROLE: role})
-
-
-def results_row(summaries: Sequence[Mapping[str, Any]], env_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """One line of the paper's results table from runs of one method over its seeds (job summaries).
-
-    The columns are the ``result_columns`` of each environment's :class:`~envs.EnvSpec`, in the order of
-    ``env_names`` (default: the environments of ``summaries`` in order of appearance): for ALFWorld the
-    success per category and ``All``, for WebShop ``WS score`` and ``WS succ``. A cell is the mean over seeds
-    with its 95% Student-t interval (``47.2 [39.2, 55.2]``; the mean alone for one seed); a column no run
-    measured stays empty.
-    """
-    import envs
-    from proxmo.results import t_interval
-
-    names = list(env_names) if env_names is not None else list(dict.fromkeys(s["env"] for s in summaries))
-    columns = {name: envs.spec(name).result_columns for name in names}
-    values: Dict[str, List[float]] = {}
-    for summary in summaries:
-        final = summary.get("final_eval", {})
-        for column in columns.get(summary["env"], ()):
-            key = success_key(VAL, column.category) if column.quantity == "success" else quantity_key(VAL, column.quantity)
-            if key in final:
-                values.setdefault(column.label, []).append(column.scale * final[key])
-    row: Dict[str, Any] = {"method": summaries[0].get("estimator", "?") if summaries else "?"}
-    for column in (c for name in names for c in columns[name]):
-        found = values.get(column.label)
-        row[column.label] = t_interval(found).format(scale=1.0) if found else None
-    row["seeds"] = len({s.get("seed") for s in summaries})
-    return row
-
-
-@task(name="publish-results")
-def publish_results(rows: List[Dict[str, Any]], key: str, title: str) -> str:
-    """Publish ``rows`` as a Prefect table artifact ``key`` and a markdown artifact ``key-md``; answers the markdown."""
-    from proxmo.results.table import markdown_table
-
-    markdown = markdown_table(rows, title)
-    create_table_artifact(key=key, table=rows, description=title)
-    create_markdown_artifact(key=f"{key}-md", markdown=markdown, description=title)
-    return markdown

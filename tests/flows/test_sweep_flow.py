@@ -5,6 +5,7 @@ import optuna
 import pytest
 from prefect.artifacts import Artifact
 
+import tasks.study
 import tasks.training
 from flows.sweep import sweep_flow
 from tests.flows.test_ablate_flow import TINY
@@ -70,7 +71,7 @@ def test_the_trial_reporter_prunes_through_the_study(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
     trial = study.ask()
-    report = tasks.training.trial_reporter({"storage": storage, "study": "p", "number": trial.number,
+    report = tasks.study.trial_reporter({"storage": storage, "study": "p", "number": trial.number,
                                             "metric": "val/success", "pruner": "threshold:0.5"})
     report(1, {"val/success": 0.9})  # above the threshold: goes on
     with pytest.raises(StopRun, match="pruned"):
@@ -128,8 +129,7 @@ def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_p
 
 
 def test_a_second_worker_on_the_study_leaves_the_live_trial_alone_and_samples_its_own_stream(tmp_path):
-    from tasks.study import Heartbeats, ask, open_study, study_storage, use_worker_stream
-    from tasks.training import make_pruner
+    from tasks.study import Heartbeats, ask, make_pruner, open_study, study_storage, use_worker_stream
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     first_worker = study_storage(storage, heartbeat_s=1)

@@ -6,8 +6,7 @@ import time
 import optuna
 import pytest
 
-from tasks.study import Heartbeats, ask, open_study, study_storage, use_worker_stream
-from tasks.training import make_pruner
+from tasks.study import Heartbeats, ask, make_pruner, open_study, study_storage, use_worker_stream
 
 State = optuna.trial.TrialState
 

@@ -1,7 +1,7 @@
 """The results table: paper columns from run summaries, averaged over seeds."""
 
 from proxmo.results.table import markdown_table
-from tasks.training import results_row
+from tasks.publish import results_row
 
 
 def _alfworld(seed, pick, all_):
@@ -28,7 +28,7 @@ def test_markdown_table_leaves_missing_cells_empty():
 
 
 def test_a_flow_finds_its_parent_run_again_whatever_its_name(tmp_path):
-    from tasks.training import parent_run
+    from tasks.publish import parent_run
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     name = "it's \"quoted\" = 'x'"
@@ -41,7 +41,7 @@ def test_a_flow_finds_its_parent_run_again_whatever_its_name(tmp_path):
 
 
 def test_progress_lines_say_one_thing_per_iteration_and_per_evaluation():
-    from tasks.training import progress_lines
+    from tasks.progress import progress_lines
 
     iteration = {"step": 3, "metrics": {"train/success": 0.25, "actor/loss": 0.5, "timing/iteration_s": 1.25}}
     assert progress_lines(iteration, 10) == ["iteration 3/10: train success 0.250, loss 0.5000, 1.25 s"]

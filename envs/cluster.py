@@ -1,0 +1,46 @@
+"""Starting Ray, one way for the whole project: the environment pool's actors and the training jobs' Ray tasks
+both come through here."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+
+def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
+    """Initialise Ray unless it already is; answers whether this call started it (and so should shut it down).
+
+    With ``address`` Ray joins that cluster. Without one it joins ``RAY_ADDRESS`` if set, else starts here:
+    without its dashboard and with its auth token kept out of the home folder (``RAY_AUTH_MODE=disabled`` unless
+    set); its temporary folder is ``RAY_TMPDIR`` or ``_temp_dir``. ``init_kwargs`` go to ``ray.init`` (resources,
+    ``runtime_env``...).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = dict(init_kwargs)
+    if address is not None:
+        kwargs["address"] = address
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        kwargs.setdefault("include_dashboard", False)
+    ray.init(**kwargs)
+    return True
+
+
+@contextmanager
+def ray_running(address: Optional[str] = None, **init_kwargs: Any) -> Iterator[None]:
+    """Ray is up for the block: started by :func:`start_ray` and shut down after, unless it already ran."""
+    started = start_ray(address, **init_kwargs)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+__all__ = ["ray_running", "start_ray"]
