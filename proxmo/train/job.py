@@ -41,7 +41,7 @@ from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, p
                                 resume_candidates_of, rollout_settings, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
 from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
-from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
+from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,8 @@ class Trainer:
             with timings("ref_logprob"):
                 ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
         with timings("update"):
-            update_stats = ppo_update(self.policy, self.optimizer, sequences, advantages, old, ref, c.optim, self.generator)
+            update_stats = ppo_update(self.policy, self.optimizer, UpdateBatch(sequences, advantages, old, ref), c.optim,
+                                      self.generator)
             self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
         total = time.perf_counter() - start
         metrics.update({metric_key(ACTOR, k): v for k, v in update_stats.items()})

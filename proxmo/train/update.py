@@ -144,32 +144,49 @@ def sequence_logprobs(policy: ScoringPolicy, sequences: Sequences, micro_batch_s
     return [r for r in result if r is not None]
 
 
-def ppo_update(
-    policy: ScoringPolicy,
-    optimizer: torch.optim.Optimizer,
-    sequences: Sequences,
-    advantages: torch.Tensor,
-    old_logprobs: Optional[Sequence[torch.Tensor]],
-    ref_logprobs: Optional[Sequence[torch.Tensor]],
-    config: OptimConfig,
-    generator: Optional[torch.Generator] = None,
-) -> Dict[str, float]:
-    """``ppo_epochs`` passes of ``mini_batches`` optimizer steps; returns the mean of the loss statistics.
+@dataclass
+class UpdateBatch:
+    """What one update trains on: the steps' sequences, one advantage per step, and per step the log-probs of its
+    action under the behaviour policy (``old_logprobs``) and the KL reference (``ref_logprobs``), each
+    ``(len(response),)`` (``(1,)`` at candidate level).
 
-    Args:
-        advantages: ``(N,)`` one scalar per step.
-        old_logprobs / ref_logprobs: per step, ``(len(response),)``. ``old_logprobs=None`` is allowed
-            only for a single optimizer step (one epoch, one mini-batch): the weights have not moved
-            yet, so the old log-probabilities are the current ones, detached, and a forward pass is saved.
+    ``old_logprobs=None`` is allowed only for a single optimizer step (one epoch, one mini-batch): the weights have
+    not moved yet, so the old log-probs are the current ones, detached, and a forward pass is saved.
+    ``ref_logprobs=None``: no KL term.
     """
-    if old_logprobs is None and config.ppo_epochs * config.mini_batches != 1:
+
+    sequences: Sequences
+    advantages: torch.Tensor
+    old_logprobs: Optional[Sequence[torch.Tensor]] = None
+    ref_logprobs: Optional[Sequence[torch.Tensor]] = None
+
+    def __post_init__(self) -> None:
+        n = len(self.sequences)
+        if self.advantages.shape != (n,):
+            raise ValueError(f"advantages: expected shape ({n},), got {tuple(self.advantages.shape)}")
+        for name in ("old_logprobs", "ref_logprobs"):
+            given = getattr(self, name)
+            if given is not None and len(given) != n:
+                raise ValueError(f"{name}: {len(given)} entries for {n} steps")
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def response_tokens(self) -> List[int]:
+        """The tokens each step contributes to a token mean: at candidate level one (a step is one action,
+        whatever the length of its text), else its response's."""
+        if self.sequences.candidate_level:
+            return [1] * len(self)
+        return [len(r) for r in self.sequences.response_ids]
+
+
+def ppo_update(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: UpdateBatch, config: OptimConfig,
+               generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+    """``ppo_epochs`` passes of ``mini_batches`` optimizer steps over ``batch`` (mini-batches drawn from
+    ``generator``); returns the mean of the loss statistics."""
+    if batch.old_logprobs is None and config.ppo_epochs * config.mini_batches != 1:
         raise ValueError("old_logprobs: needed when there is more than one optimizer step per batch")
-    n = len(sequences)
-    if advantages.shape != (n,):
-        raise ValueError(f"advantages: expected shape ({n},), got {tuple(advantages.shape)}")
-    lengths = sequences.lengths()
-    # Candidate level: every step is one action, whatever the length of its text.
-    response_tokens = [1] * n if sequences.candidate_level else [len(r) for r in sequences.response_ids]
+    n = len(batch)
     device = next(policy.model.parameters()).device
     totals: Dict[str, float] = {}
     updates = 0
@@ -180,18 +197,19 @@ def ppo_update(
                 mini = order[part * n // config.mini_batches : (part + 1) * n // config.mini_batches]
                 if not mini:
                     continue
-                stats = _mini_batch_step(
-                    policy, optimizer, sequences, advantages, old_logprobs, ref_logprobs, config, mini, lengths,
-                    response_tokens, device,
-                )
+                stats = _mini_batch_step(policy, optimizer, batch, config, mini, device)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 updates += 1
     return {key: value / max(updates, 1) for key, value in totals.items()}
 
 
-def _mini_batch_step(policy, optimizer, sequences, advantages, old_logprobs, ref_logprobs, config, mini, lengths,
-                     response_tokens, device) -> Dict[str, float]:
+def _mini_batch_step(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: UpdateBatch, config: OptimConfig,
+                     mini: List[int], device: torch.device) -> Dict[str, float]:
+    """One optimizer step over the steps ``mini``, their gradients accumulated over micro-batches weighted so that
+    the sum is the gradient of the whole mini-batch."""
+    sequences, old_logprobs, ref_logprobs = batch.sequences, batch.old_logprobs, batch.ref_logprobs
+    lengths, response_tokens = sequences.lengths(), batch.response_tokens()
     optimizer.zero_grad(set_to_none=True)
     token_mean = config.loss_agg == "token-mean"
     mini_total = sum(response_tokens[i] for i in mini) if token_mean else len(mini)
@@ -207,7 +225,7 @@ def _mini_batch_step(policy, optimizer, sequences, advantages, old_logprobs, ref
         loss, chunk_stats = actor_loss(
             logprobs.float(),
             old,
-            advantages[chunk].to(device).float(),
+            batch.advantages[chunk].to(device).float(),
             mask,
             ref_logprobs=ref,
             entropy=entropy.float() if entropy is not None else None,

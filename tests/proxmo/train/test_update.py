@@ -7,7 +7,7 @@ import torch
 
 from proxmo.policy import ModelConfig, Policy
 from proxmo.train.config import OptimConfig
-from proxmo.train.update import Sequences, ppo_update, sequence_logprobs
+from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _step(policy, sequences, advantages, **optim):
     policy = Policy(copy.deepcopy(policy.model), policy.tokenizer, policy.config)
     config = OptimConfig(kl_coef=0.0, entropy_coef=0.0, **optim)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
-    stats = ppo_update(policy, optimizer, sequences, advantages, None, None, config, torch.Generator().manual_seed(0))
+    stats = ppo_update(policy, optimizer, UpdateBatch(sequences, advantages), config, torch.Generator().manual_seed(0))
     return policy, stats
 
 
@@ -61,7 +61,7 @@ def test_recomputed_old_logprobs_match_the_shortcut(base_policy):
     policy = Policy(copy.deepcopy(base_policy.model), base_policy.tokenizer, base_policy.config)
     old = sequence_logprobs(policy, sequences, 4)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
-    ppo_update(policy, optimizer, sequences, advantages, old, None, OptimConfig(kl_coef=0.0, entropy_coef=0.0),
+    ppo_update(policy, optimizer, UpdateBatch(sequences, advantages, old), OptimConfig(kl_coef=0.0, entropy_coef=0.0),
                torch.Generator().manual_seed(0))
     for a, b in zip(shortcut.model.parameters(), policy.model.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
@@ -99,7 +99,7 @@ def test_choose_mode_trains_the_candidate_distribution_it_acted_with(base_policy
         assert new.shape == (1,) and abs(float(new - old)) < 1e-5
     advantages = torch.tensor([1.0, -1.0, 1.0])
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
-    stats = ppo_update(policy, optimizer, sequences, advantages, behaviour, None,
+    stats = ppo_update(policy, optimizer, UpdateBatch(sequences, advantages, behaviour),
                        OptimConfig(kl_coef=0.0, entropy_coef=0.01, grad_clip=1e9), torch.Generator().manual_seed(0))
     assert abs(stats["ratio_max"] - 1.0) < 1e-5 and abs(stats["ratio_mean"] - 1.0) < 1e-5
     # The entropy is that of the candidate distribution (at most log of the candidate count), not of the vocabulary.
@@ -115,9 +115,10 @@ def test_choose_mode_kl_is_that_of_the_candidate_distribution(base_policy):
     reference = sequence_logprobs(base_policy, sequences, 8)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
     config = OptimConfig(kl_coef=0.1, entropy_coef=0.0, grad_clip=1e9)
-    first = ppo_update(policy, optimizer, sequences, torch.tensor([1.0, -1.0, 1.0]), behaviour, reference, config)
+    batch = UpdateBatch(sequences, torch.tensor([1.0, -1.0, 1.0]), behaviour, reference)
+    first = ppo_update(policy, optimizer, batch, config)
     assert abs(first["kl"]) < 1e-6  # identical to the reference before the step
-    second = ppo_update(policy, optimizer, sequences, torch.tensor([1.0, -1.0, 1.0]), behaviour, reference, config)
+    second = ppo_update(policy, optimizer, batch, config)
     new = sequence_logprobs(policy, sequences, 8)
     log_ratio = torch.cat(reference) - torch.cat(new)
     expected = float((log_ratio.exp() - log_ratio - 1).mean())
@@ -148,7 +149,7 @@ def test_update_forward_passes_run_without_dropout():
     sequences = _sequences(policy, n=4)
     old = sequence_logprobs(policy, sequences, 8)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.0)
-    stats = ppo_update(policy, optimizer, sequences, torch.ones(4), old, None, OptimConfig(kl_coef=0.0, entropy_coef=0.0))
+    stats = ppo_update(policy, optimizer, UpdateBatch(sequences, torch.ones(4), old), OptimConfig(kl_coef=0.0, entropy_coef=0.0))
     assert stats["ratio_max"] == pytest.approx(1.0, abs=1e-6) and stats["ratio_mean"] == pytest.approx(1.0, abs=1e-6)
     assert policy.model.training  # the caller's mode is given back
 
@@ -160,7 +161,7 @@ def _changed_fraction(dtype, master_weights=True):
     before = [p.detach().clone() for p in policy.model.parameters()]
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-6, weight_decay=0.01)
     sequences = _sequences(policy, n=6)
-    ppo_update(policy, optimizer, sequences, torch.linspace(-1, 1, 6), None, None, OptimConfig(kl_coef=0.0))
+    ppo_update(policy, optimizer, UpdateBatch(sequences, torch.linspace(-1, 1, 6)), OptimConfig(kl_coef=0.0))
     moved = total = 0
     for p, b in zip(policy.model.parameters(), before):
         touched = p.grad is None  # grads are cleared after the step: count entries the optimizer state moved
@@ -177,3 +178,11 @@ def test_bf16_preset_applies_small_updates_to_every_trained_parameter():
     assert _changed_fraction("bfloat16") > 0.99
     assert _changed_fraction("float32") > 0.99
     assert _changed_fraction("bfloat16", master_weights=False) < 0.5
+
+
+def test_an_update_batch_refuses_misshapen_parts(base_policy):
+    sequences, behaviour = _chosen(base_policy)
+    with pytest.raises(ValueError, match=r"advantages: expected shape \(3,\), got \(2,\)"):
+        UpdateBatch(sequences, torch.ones(2))
+    with pytest.raises(ValueError, match="ref_logprobs: 2 entries for 3 steps"):
+        UpdateBatch(sequences, torch.ones(3), behaviour, behaviour[:2])
