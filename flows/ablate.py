@@ -6,68 +6,37 @@ import csv
 import io
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional
+from typing import Any, Dict, List
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.specs import AblationSpec
 from flows.train import _preset, artifact_key
 from proxmo.results import RunSummary, comparison_table, compare_variants, contract
-from proxmo.train.config import check_path_component, load_config
+from proxmo.train.config import TrainConfig, load_config
 from tasks.publish import parent_run, publish_results
 from tasks.training import run_jobs
 
-PAPER_VARIANTS: Dict[str, List[str]] = {
-    "grpo": ["advantage.estimator=grpo"],
-    "gigpo": ["advantage.estimator=gigpo"],
-    "proxmo": ["advantage.estimator=proxmo"],
-    "proxmo-no-modulation": ["advantage.estimator=proxmo", "advantage.modulation=false"],
-    "proxmo-exact-groups": ["advantage.estimator=proxmo", "advantage.step_grouping=exact"],
-    "proxmo-official": ["advantage.estimator=proxmo", "advantage.preset=official"],
-}
-"""The paper's ablation grid: the three estimators, ProxMO without modulation, with exact instead of soft
-step groups, and with the released code's statistics."""
 
-
-def variant_configs(preset: str, variants: Dict[str, List[str]], seeds: List[int], overrides: List[str],
-                    output_dir: str, name: str) -> List[Dict[str, Any]]:
-    """Every (variant, seed) job's resolved config, validated before anything runs (errors name the variant)."""
-    if not variants:
-        raise ValueError("variants: give at least one variant")
-    if not seeds:
-        raise ValueError("seeds: give at least one seed")
+def variant_configs(spec: AblationSpec) -> List[TrainConfig]:
+    """Every (variant, seed) job's config, validated before anything runs (errors name the variant)."""
     configs = []
-    for variant, extra in variants.items():
-        for seed in seeds:
+    for variant, extra in spec.variants.items():
+        for seed in spec.seeds:
             try:
-                config = load_config(_preset(preset), [*overrides, *extra, f"run.seed={seed}",
-                                                       f"run.output_dir={output_dir}/{name}",
-                                                       f"run.name={contract.variant_run_name(variant, seed)}"])
+                config = load_config(_preset(spec.preset), [
+                    *spec.overrides, *extra, f"run.seed={seed}", f"run.output_dir={spec.output_dir}/{spec.name}",
+                    f"run.name={contract.variant_run_name(variant, seed)}"])
             except ValueError as error:
                 raise ValueError(f"variant {variant!r}: {error}") from None
-            data = config.to_dict()
-            data["run"]["tags"] = {**data["run"]["tags"], contract.TAG_VARIANT: variant, contract.TAG_ABLATION: name}
-            configs.append(data)
+            configs.append(config.with_updates(run={"tags": {**config.run.tags, contract.TAG_VARIANT: variant,
+                                                            contract.TAG_ABLATION: spec.name}}))
     return configs
 
 
 @flow(name="ablate", log_prints=True)
-def ablate_flow(
-    preset: str = "configs/alfworld_demo.yaml",
-    variants: Optional[Dict[str, List[str]]] = None,
-    seeds: Optional[List[int]] = None,
-    overrides: Optional[List[str]] = None,
-    name: str = "ablation",
-    output_dir: str = "runs/ablations",
-    baseline: Optional[str] = None,
-    launcher: Literal["local", "ray"] = "local",
-    num_cpus: float = 1.0,
-    num_gpus: float = 0.0,
-    ray_address: Optional[str] = None,
-    retries: int = 1,
-    experiment: str = "proxmo-ablations",
-    tracking_uri: Optional[str] = None,
-) -> Dict[str, Any]:
+def ablate_flow(spec: AblationSpec = AblationSpec()) -> Dict[str, Any]:
     """Run every variant on every seed and publish the comparison table (``ablation-<name>``).
 
     Jobs run as Prefect tasks (``retries`` each; a retried job resumes from its checkpoint); with
@@ -77,34 +46,26 @@ def ablate_flow(
     Running the flow again resumes unfinished jobs and skips finished ones.
     """
     logger = get_run_logger()
-    variants = variants or dict(PAPER_VARIANTS)
-    check_path_component(name, "name")  # the ablation's folder
-    for variant in variants:  # each becomes a run name
-        check_path_component(variant, "variant")
-    seeds = seeds if seeds is not None else [0, 1, 2]
-    if baseline is None:
-        baseline = contract.default_baseline(list(variants))
-    elif baseline not in variants:
-        raise ValueError(f"baseline: {baseline!r} is not one of the variants {list(variants)}")
-    configs = variant_configs(preset, variants, seeds, overrides or [], output_dir, name)
+    baseline = spec.baseline or contract.default_baseline(list(spec.variants))
+    configs = variant_configs(spec)
     flow_run_id = str(flow_run.get_id() or "")
-    parent = parent_run(experiment, name, contract.ROLE_ABLATION, tracking_uri,
+    parent = parent_run(spec.experiment, spec.name, contract.ROLE_ABLATION, spec.tracking_uri,
                         {contract.TAG_FLOW_RUN: flow_run_id, contract.TAG_BASELINE: baseline})
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
-        for data in configs:
-            data["run"].update(tracker="both", experiment=experiment, tracking_uri=tracking_uri,
-                               parent_run_id=parent.run_id)
-            data["run"]["tags"][contract.TAG_FLOW_RUN] = flow_run_id
-        summaries = run_jobs(configs, launcher, retries, num_gpus, ray_address, num_cpus)
-        runs = [RunSummary.from_summary(d["run"]["tags"][contract.TAG_VARIANT], d["run"]["seed"], s["summary"])
-                for d, s in zip(configs, summaries)]
+        configs = [config.with_updates(run={
+            "tracker": "both", "experiment": spec.experiment, "tracking_uri": spec.tracking_uri,
+            "parent_run_id": parent.run_id, "tags": {**config.run.tags, contract.TAG_FLOW_RUN: flow_run_id}})
+            for config in configs]
+        summaries = run_jobs(configs, spec)
+        runs = [RunSummary.from_summary(c.run.tags[contract.TAG_VARIANT], c.run.seed, s["summary"])
+                for c, s in zip(configs, summaries)]
         rows = compare_variants(runs, baseline=baseline)
         table = comparison_table(rows, baseline=baseline)
-        logger.info("ablation %s:\n%s", name, table)
+        logger.info("ablation %s:\n%s", spec.name, table)
         _log_table(parent, rows, table)
-        _log_curves(parent, configs, summaries, name)
-        publish_results([_row(r) for r in rows], key=f"ablation-{artifact_key(name)}",
-                        title=f"ablation {name}: validation success (%), mean [95% CI] over seeds")
+        _log_curves(parent, configs, summaries, spec.name)
+        publish_results([_row(r) for r in rows], key=f"ablation-{artifact_key(spec.name)}",
+                        title=f"ablation {spec.name}: validation success (%), mean [95% CI] over seeds")
         return {"parent_run_id": parent.run_id, "table": table, "runs": [s["run_dir"] for s in summaries],
                 "pids": [s["pid"] for s in summaries]}
 
@@ -137,12 +98,14 @@ def _log_curves(parent, configs, summaries, name: str) -> None:
     from proxmo.train.tracking import read_metrics
 
     curves: Dict[str, List[Any]] = {}
-    for data, summary in zip(configs, summaries):
+    for config, summary in zip(configs, summaries):
         curve = evaluation_curves(read_metrics(summary["run_dir"])).get(contract.SUCCESS)
         if curve:
-            curves.setdefault(data["run"]["tags"][contract.TAG_VARIANT], []).append(curve)
+            curves.setdefault(config.run.tags[contract.TAG_VARIANT], []).append(curve)
     if curves:
         with tempfile.TemporaryDirectory() as folder:
             parent.log_artifact(plot_variants(curves, Path(folder) / "curves.png",
                                               title=f"ablation {name}: mean over seeds, 95% CI band"))
 
+
+__all__ = ["ablate_flow", "variant_configs"]

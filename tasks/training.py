@@ -14,15 +14,15 @@ from prefect import get_run_logger, task
 
 from proxmo.results.contract import SUMMARY_FILE, Summary
 from tasks.progress import follow_progress
+from tasks.specs import LaunchSpec
 
 if TYPE_CHECKING:
     from proxmo.train.config import TrainConfig
 
-LAUNCHERS = ("local", "ray")
 
 
-def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Run one training job from a config dict; answers a JSON-friendly summary.
+def run_job(config: "TrainConfig | Mapping[str, Any]", trial: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Run one training job from its config (or the config's dict); answers a JSON-friendly summary.
 
     ``trial`` (``storage``, ``study``, ``number``, ``metric``, ``pruner``, ``report``) makes the job report ``metric`` at every
     evaluation to that Optuna trial and stop early when the study's pruner says so.
@@ -31,10 +31,9 @@ def run_job(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]] = None
     iterations) is not run again; one that holds checkpoints continues from the latest; a folder
     with neither (a run that died before its first checkpoint) is moved aside, never trained over.
     """
-    from proxmo.train.config import build_config
     from proxmo.train.job import train
 
-    checked = build_config(copy.deepcopy(dict(config)))  # a bad config is refused before any work
+    checked = _checked(config)  # a bad config is refused before any work
     finished = _finished_run(checked)
     if finished is not None:
         return finished
@@ -103,30 +102,26 @@ def _resume_or_move_aside(config: "TrainConfig") -> Optional[str]:
     return None
 
 
+def _checked(config: "TrainConfig | Mapping[str, Any]") -> "TrainConfig":
+    from proxmo.train.config import TrainConfig, build_config
+
+    return config if isinstance(config, TrainConfig) else build_config(copy.deepcopy(dict(config)))
+
+
 @task(name="train-job")
-def train_job(
-    config: Dict[str, Any],
-    launcher: str = "local",
-    num_gpus: float = 0.0,
-    ray_address: Optional[str] = None,
-    num_cpus: float = 1.0,
-    trial: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
+def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
+              trial: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``).
 
     Under a flow that started Ray, jobs submitted together run side by side on the cluster.
     """
-    from proxmo.train.config import build_config
-
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher: expected one of {LAUNCHERS}, got {launcher!r}")
-    checked = build_config(copy.deepcopy(dict(config)))
-    run_dir = _named_run_dir(checked)
+    config = _checked(config)
+    run_dir = _named_run_dir(config)
     try:
-        with follow_progress(run_dir, checked.run.iterations, get_run_logger()):
-            if launcher == "local":
+        with follow_progress(run_dir, config.run.iterations, get_run_logger()):
+            if launch.launcher == "local":
                 return run_job(config, trial)
-            return _on_ray(config, trial, num_gpus, num_cpus, ray_address)
+            return _on_ray(config, trial, launch)
     except BaseException as error:
         # A job that died without ending its run (its process killed) must not stay RUNNING; a retry
         # continues the same run from its last checkpoint.
@@ -137,13 +132,12 @@ def train_job(
         raise
 
 
-def _on_ray(config: Mapping[str, Any], trial: Optional[Mapping[str, Any]], num_gpus: float, num_cpus: float,
-            ray_address: Optional[str]) -> Dict[str, Any]:
+def _on_ray(config: "TrainConfig", trial: Optional[Mapping[str, Any]], launch: LaunchSpec) -> Dict[str, Any]:
     import ray
 
-    with ray_session("ray", ray_address):  # a no-op under a flow that started Ray already
-        remote = ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_retries=0)(run_job)
-        return ray.get(remote.remote(dict(config), trial))
+    with ray_session(launch):  # a no-op under a flow that started Ray already
+        remote = ray.remote(num_gpus=launch.num_gpus, num_cpus=launch.num_cpus, max_retries=0)(run_job)
+        return ray.get(remote.remote(config, trial))
 
 
 def _killed(error: BaseException) -> bool:
@@ -155,28 +149,28 @@ def _killed(error: BaseException) -> bool:
     return isinstance(error, WorkerCrashedError)
 
 
-def run_jobs(configs: Sequence[Dict[str, Any]], launcher: str = "local", retries: int = 1, num_gpus: float = 0.0,
-             ray_address: Optional[str] = None, num_cpus: float = 1.0) -> List[Dict[str, Any]]:
-    """Run every config as a :func:`train_job` task (``retries`` each; a retry resumes from the checkpoint) and
-    answer their summaries in order: side by side as Ray tasks with ``launcher=ray``, else one after another
+def run_jobs(configs: Sequence["TrainConfig"], launch: LaunchSpec = LaunchSpec()) -> List[Dict[str, Any]]:
+    """Run every config as a :func:`train_job` task (``launch.retries`` each; a retry resumes from the checkpoint)
+    and answer their summaries in order: side by side as Ray tasks with ``launcher=ray``, else one after another
     (jobs in one process share torch's global state)."""
-    job = train_job.with_options(retries=retries)
-    with ray_session(launcher, ray_address):
-        if launcher == "ray":
-            futures = [job.submit(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+    launch = LaunchSpec.model_validate(launch.model_dump(include=set(LaunchSpec.model_fields)))
+    job = train_job.with_options(retries=launch.retries)
+    with ray_session(launch):
+        if launch.launcher == "ray":
+            futures = [job.submit(config, launch) for config in configs]
             return [future.result() for future in futures]
-        return [job(data, launcher, num_gpus, ray_address, num_cpus) for data in configs]
+        return [job(config, launch) for config in configs]
 
 
 @contextmanager
-def ray_session(launcher: str, ray_address: Optional[str] = None) -> Iterator[None]:
+def ray_session(launch: LaunchSpec) -> Iterator[None]:
     """With ``launcher=ray``: Ray is up for the block (started here, and shut down after, unless it already ran)."""
-    if launcher != "ray":
+    if launch.launcher != "ray":
         yield
         return
     from envs.cluster import ray_running
 
-    with ray_running(ray_address):  # without an address: RAY_ADDRESS if set, else here with this machine's cores
+    with ray_running(launch.ray_address):  # without an address: RAY_ADDRESS if set, else here with this machine's cores
         yield
 
 

@@ -20,22 +20,12 @@ from proxmo.advantage import AdvantageConfig
 from proxmo.policy import ModelConfig
 from proxmo.policy.config import LENGTH_NORMALIZE
 from proxmo.rollout.prompts import HISTORY_LENGTH, PromptStyle
-from proxmo.train.runfolder import STATE_FILE, latest_checkpoint
+from proxmo.train.runfolder import STATE_FILE, check_path_component, latest_checkpoint
 from proxmo.train.tracking import check_tracking_uri
 
 MAX_ENVIRONMENTS = 10_000
 """Most environments a run keeps live at once (rollouts of one iteration, or evaluation episodes side by side).
 Each holds its game or shop in memory and is built before the first step; the reference runs use 128."""
-
-
-def check_path_component(value: str, field: str) -> str:
-    """``value`` if it names one folder inside another (a run, a variant, a study), else a ValueError naming ``field``:
-    no ``/`` or ``\\``, not ``.`` or ``..``, not empty, no control characters."""
-    if (not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value or "\\" in value
-            or any(ord(c) < 32 for c in value)):
-        raise ValueError(f"{field}: {value!r} must name one folder (no '/', '\\', '.' or '..', not empty), "
-                         "e.g. proxmo-seed0")
-    return value
 
 
 class _Section(BaseModel):
@@ -233,6 +223,15 @@ class TrainConfig(_Section):
 
     def to_dict(self) -> Dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def with_updates(self, **sections: Mapping[str, Any]) -> "TrainConfig":
+        """A copy with some fields of some sections replaced (``run={"seed": 1}``), validated like a loaded config."""
+        data = self.to_dict()
+        for section, values in sections.items():
+            if section not in data:
+                raise ValueError(f"{section}: not a section of the config; sections are {list(data)}")
+            data[section] = {**data[section], **values}
+        return TrainConfig.model_validate(data)
 
 
 class ConfigError(ValueError):

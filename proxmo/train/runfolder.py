@@ -139,6 +139,16 @@ def repair_cut_line(path: str | Path) -> bool:
     return True
 
 
+def check_path_component(value: str, field: str) -> str:
+    """``value`` if it names one folder inside another (a run, a variant, a study), else a ValueError naming ``field``:
+    no ``/`` or ``\\``, not ``.`` or ``..``, not empty, no control characters."""
+    if (not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value or "\\" in value
+            or any(ord(c) < 32 for c in value)):
+        raise ValueError(f"{field}: {value!r} must name one folder (no '/', '\\', '.' or '..', not empty), "
+                         "e.g. proxmo-seed0")
+    return value
+
+
 # -- checkpoints in a run folder -----------------------------------------------------------------
 STATE_FILE = "trainer_state.pt"
 """In a checkpoint folder: the optimizer, random states and iteration (the weights lie beside it)."""
@@ -173,6 +183,6 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     return None
 
 
-__all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "STATE_FILE", "WriterLock", "acquire_writer",
+__all__ = ["LOCK_FILE", "PROCESS_FILE", "RunFolderBusy", "STATE_FILE", "WriterLock", "acquire_writer", "check_path_component",
            "describe_writer", "latest_checkpoint", "make_run_folder", "repair_cut_line", "resume_candidates",
            "write_atomic", "writer_alive"]

@@ -159,7 +159,7 @@ def test_the_sweep_runs_as_a_deployment_on_a_ray_cluster_with_postgresql(tmp_pat
         (tmp_path / "prefect.yaml").write_text(json.dumps({
             "name": "scale-out", "prefect-version": "3.8.8",
             "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}],
-            "deployments": [{"name": "scale-out", "entrypoint": "flows/sweep.py:sweep_flow", "parameters": parameters,
+            "deployments": [{"name": "scale-out", "entrypoint": "flows/sweep.py:sweep_flow", "parameters": {"spec": parameters},
                              "work_pool": {"name": "scale"}}]}))
         _run([BIN / "prefect", "work-pool", "create", "scale", "--type", "process"], client_env)
         _run([BIN / "prefect", "deploy", "--all", "--no-prompt", "--prefect-file", tmp_path / "prefect.yaml"],

@@ -6,7 +6,8 @@ import mlflow
 import pytest
 from prefect.artifacts import Artifact
 
-from flows.ablate import PAPER_VARIANTS, ablate_flow, variant_configs
+from flows.ablate import ablate_flow, variant_configs
+from flows.specs import PAPER_VARIANTS, AblationSpec
 
 TINY = [
     "model.hidden_size=32", "model.num_layers=1", "model.num_heads=2", "model.vocab_size=320",
@@ -19,18 +20,23 @@ TINY = [
 
 def test_variants_are_validated_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="variant 'broken'.*advantage.estimator_typo"):
-        variant_configs("configs/alfworld_demo.yaml", {"ok": [], "broken": ["advantage.estimator_typo=x"]}, [0],
-                        TINY, str(tmp_path), "a")
+        variant_configs(AblationSpec(variants={"ok": [], "broken": ["advantage.estimator_typo=x"]}, seeds=[0],
+                                     overrides=TINY, output_dir=str(tmp_path), name="a"))
     with pytest.raises(ValueError, match="baseline: 'nope' is not one of the variants"):
-        ablate_flow(variants={"a": []}, seeds=[0], overrides=TINY, baseline="nope", output_dir=str(tmp_path / "runs"))
+        AblationSpec(variants={"a": []}, seeds=[0], overrides=TINY, baseline="nope", output_dir=str(tmp_path / "runs"))
+    for bad, message in [({"name": "a/b"}, "name: 'a/b' must name one folder"), ({"variants": {"..": []}}, "variant"),
+                         ({"seeds": []}, "seeds"), ({"launcher": "slurm"}, "launcher"), ({"retries": -1}, "retries")]:
+        with pytest.raises(ValueError, match=message):
+            AblationSpec.build(**bad)
     from tests.servers import free_port
 
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ConnectionError, match=f"run.tracking_uri.*{down}"):
-        ablate_flow(variants={"a": []}, seeds=[0], overrides=TINY, tracking_uri=down, output_dir=str(tmp_path / "runs"))
+        ablate_flow(AblationSpec(variants={"a": []}, seeds=[0], overrides=TINY, tracking_uri=down,
+                                 output_dir=str(tmp_path / "runs")))
     with pytest.raises(ValueError, match="run.resume: no checkpoint"):
-        ablate_flow(variants={"a": []}, seeds=[0], overrides=[*TINY, f"run.resume={tmp_path}"],
-                    output_dir=str(tmp_path / "runs"))
+        ablate_flow(AblationSpec(variants={"a": []}, seeds=[0], overrides=[*TINY, f"run.resume={tmp_path}"],
+                                 output_dir=str(tmp_path / "runs")))
     assert not (tmp_path / "runs").exists()
     assert set(PAPER_VARIANTS) == {"grpo", "gigpo", "proxmo", "proxmo-no-modulation", "proxmo-exact-groups",
                                    "proxmo-official"}
@@ -38,8 +44,9 @@ def test_variants_are_validated_before_anything_runs(tmp_path):
 
 def test_ablation_nests_runs_publishes_the_table_and_resumes(tmp_path):
     variants = {"grpo": ["advantage.estimator=grpo"], "proxmo": ["advantage.estimator=proxmo"]}
-    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0, 1], overrides=TINY,
-                      name="tiny", output_dir=str(tmp_path / "runs"), experiment="ablate-test")
+    spec = AblationSpec(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0, 1], overrides=TINY,
+                        name="tiny", output_dir=str(tmp_path / "runs"), experiment="ablate-test")
+    out = ablate_flow(spec)
     assert "| proxmo | 2 |" in out["table"] and "final - grpo" in out["table"]
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name("ablate-test").experiment_id
@@ -55,8 +62,7 @@ def test_ablation_nests_runs_publishes_the_table_and_resumes(tmp_path):
     assert [row["variant"] for row in table] == ["grpo", "proxmo"]
 
     # A second run of the same ablation trains nothing again: same parent, same children, one point per step.
-    again = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0, 1], overrides=TINY,
-                        name="tiny", output_dir=str(tmp_path / "runs"), experiment="ablate-test")
+    again = ablate_flow(spec.model_dump())  # as a deployment sends it: a dict, validated into the spec
     assert again["parent_run_id"] == out["parent_run_id"] and again["table"] == out["table"]
     assert len(client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{out['parent_run_id']}'")) == 4
     history = client.get_metric_history(children[0].info.run_id, "train/success")
@@ -68,8 +74,9 @@ def test_ablation_jobs_run_side_by_side_as_ray_tasks(tmp_path):
     import os
 
     variants = {"grpo": ["advantage.estimator=grpo"], "proxmo": ["advantage.estimator=proxmo"]}
-    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[3], overrides=TINY,
-                      name="on-ray", output_dir=str(tmp_path / "runs"), experiment="ablate-ray", launcher="ray")
+    out = ablate_flow(AblationSpec(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[3], overrides=TINY,
+                                   name="on-ray", output_dir=str(tmp_path / "runs"), experiment="ablate-ray",
+                                   launcher="ray"))
     assert "| proxmo | 1 |" in out["table"]
     assert all(pid != os.getpid() for pid in out["pids"])  # each job ran in a Ray worker process
     client = mlflow.MlflowClient()
@@ -103,9 +110,9 @@ def test_the_dashboard_compares_with_the_baseline_the_ablation_used(tmp_path):
 
     variants = {"proxmo-cold": ["advantage.estimator=proxmo", "advantage.temperature=0.05"],
                 "gigpo": ["advantage.estimator=gigpo"]}
-    out = ablate_flow(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0], name="order",
-                      overrides=[*TINY, "run.iterations=1"], output_dir=str(tmp_path / "runs"),
-                      experiment="ablate-baseline")
+    out = ablate_flow(AblationSpec(preset="configs/alfworld_demo.yaml", variants=variants, seeds=[0], name="order",
+                                   overrides=[*TINY, "run.iterations=1"], output_dir=str(tmp_path / "runs"),
+                                   experiment="ablate-baseline"))
     assert "final - proxmo-cold" in out["table"]
     store = data.Store(mlflow.get_tracking_uri(), None)
     runs = data.runs_frame(store)

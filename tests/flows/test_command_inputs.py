@@ -54,13 +54,14 @@ def test_a_dead_tracking_server_is_one_line_in_seconds(tmp_path, command):
 
 
 def test_a_storage_password_is_kept_out_of_parameters_and_printed_results(tmp_path):
+    from flows.specs import SweepSpec
     from flows.sweep import sweep_flow
     from proxmo.urls import redact_url
 
     assert redact_url("postgresql+psycopg2://optuna:s3cret@db:5432/optuna") == "postgresql+psycopg2://optuna:***@db:5432/optuna"
     assert redact_url("sqlite:///optuna.db") == "sqlite:///optuna.db"
     with pytest.raises(ValueError, match=r"holds a password.*PROXMO_OPTUNA_STORAGE") as refused:
-        sweep_flow(preset="configs/alfworld_demo.yaml", name="secret", storage="postgresql://u:s3cret@127.0.0.1:1/db")
+        sweep_flow(SweepSpec(preset="configs/alfworld_demo.yaml", name="secret", storage="postgresql://u:s3cret@127.0.0.1:1/db"))
     assert "s3cret" not in str(refused.value)
 
     result, _ = _run("sweep", tmp_path, "--name", "via-env", "--concurrency", "1", "--pruner", "none")
@@ -72,7 +73,7 @@ def test_a_storage_password_is_kept_out_of_parameters_and_printed_results(tmp_pa
     async def parameters():
         async with get_client() as client:
             runs = await client.read_flow_runs(limit=50)
-            return [run.parameters for run in runs if run.parameters.get("name") == "via-env"]
+            return [run.parameters["spec"] for run in runs if run.parameters.get("spec", {}).get("name") == "via-env"]
 
     [stored] = asyncio.run(parameters())
     assert stored.get("storage") is None  # the URL went to the flow through PROXMO_OPTUNA_STORAGE

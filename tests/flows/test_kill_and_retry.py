@@ -11,6 +11,7 @@ import mlflow
 import pytest
 
 from flows.ablate import ablate_flow
+from flows.specs import AblationSpec
 from proxmo.train.tracking import read_metrics
 from tasks.training import run_job
 from tests.flows.test_ablate_flow import TINY
@@ -39,9 +40,9 @@ def test_a_killed_job_is_retried_and_resumes_to_the_same_numbers(tmp_path, caplo
 
     def run_flow():
         try:
-            outcome["out"] = ablate_flow(preset="configs/alfworld_demo.yaml", variants={"proxmo": []}, seeds=[0],
-                                         overrides=LONGER, name="killed", output_dir=str(tmp_path / "runs"),
-                                         experiment="kill-test", launcher="ray", retries=1)
+            outcome["out"] = ablate_flow(AblationSpec(
+                preset="configs/alfworld_demo.yaml", variants={"proxmo": []}, seeds=[0], overrides=LONGER,
+                name="killed", output_dir=str(tmp_path / "runs"), experiment="kill-test", launcher="ray", retries=1))
         except BaseException as error:  # noqa: BLE001 - reported by the assertions below
             outcome["error"] = error
 

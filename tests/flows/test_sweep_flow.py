@@ -7,6 +7,7 @@ from prefect.artifacts import Artifact
 
 import tasks.study
 import tasks.training
+from flows.specs import SweepSpec
 from flows.sweep import sweep_flow
 from tests.flows.test_ablate_flow import TINY
 
@@ -15,7 +16,7 @@ def test_sweep_runs_trials_records_the_study_and_resumes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(preset="configs/alfworld_demo.yaml", name="tiny-sweep", concurrency=2, overrides=TINY,
                   storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none")
-    out = sweep_flow(n_trials=3, **common)
+    out = sweep_flow(SweepSpec(n_trials=3, **common))
     study = optuna.load_study(study_name="tiny-sweep", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     for trial in study.trials:
@@ -32,7 +33,7 @@ def test_sweep_runs_trials_records_the_study_and_resumes(tmp_path):
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["trials.csv"]
     assert Artifact.get("sweep-tiny-sweep") is not None
 
-    again = sweep_flow(n_trials=4, **common)  # the study goes on: one more trial, same parent
+    again = sweep_flow(SweepSpec(n_trials=4, **common))  # the study goes on: one more trial, same parent
     assert len(optuna.load_study(study_name="tiny-sweep", storage=storage).trials) == 4
     assert again["parent_run_id"] == out["parent_run_id"]
 
@@ -41,14 +42,14 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
     real = tasks.training.run_job
 
     def flaky(config, trial=None):
-        if config["run"]["name"] == "trial001":
+        if config.run.name == "trial001":
             raise RuntimeError("simulated crash")
         return real(config, trial)
 
     monkeypatch.setattr(tasks.training, "run_job", flaky)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    sweep_flow(preset="configs/alfworld_demo.yaml", name="flaky", n_trials=3, concurrency=1, overrides=TINY,
-               storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none")
+    sweep_flow(SweepSpec(preset="configs/alfworld_demo.yaml", name="flaky", n_trials=3, concurrency=1, overrides=TINY,
+                         storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none"))
     states = [t.state.name for t in optuna.load_study(study_name="flaky", storage=storage).trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE"]
 
@@ -59,8 +60,8 @@ def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
                             (dict(ranges={"tau": [0.0, 1.0]}), "ranges.tau"),
                             (dict(overrides=["optim.lr=-1"]), "optim.lr"), (dict(pruner="sometimes"), "pruner")]:
         with pytest.raises(ValueError, match=message):
-            sweep_flow(preset="configs/alfworld_demo.yaml", name="bad", n_trials=1, storage=storage,
-                       output_dir=str(tmp_path / "runs"), **kwargs)
+            sweep_flow(SweepSpec.build(preset="configs/alfworld_demo.yaml", name="bad", n_trials=1, storage=storage,
+                                       output_dir=str(tmp_path / "runs"), **kwargs))
     assert not (tmp_path / "runs").exists()
     assert "bad" not in optuna.study.get_all_study_names(storage)
 
@@ -81,9 +82,10 @@ def test_the_trial_reporter_prunes_through_the_study(tmp_path):
 
 def test_a_pruned_trial_stops_its_job_early(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    out = sweep_flow(preset="configs/alfworld_demo.yaml", name="pruned", n_trials=1, concurrency=1, overrides=TINY,
-                     storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test",
-                     pruner="threshold:2.0")  # no success rate reaches 2: pruned at the first evaluation
+    # no success rate reaches 2: pruned at the first evaluation
+    out = sweep_flow(SweepSpec(preset="configs/alfworld_demo.yaml", name="pruned", n_trials=1, concurrency=1,
+                               overrides=TINY, storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test",
+                               pruner="threshold:2.0"))
     assert [t.state.name for t in optuna.load_study(study_name="pruned", storage=storage).trials] == ["PRUNED"]
     assert out["best_value"] is None
     run = mlflow.MlflowClient().search_runs(
@@ -109,7 +111,7 @@ def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_p
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(preset="configs/alfworld_demo.yaml", concurrency=1, overrides=TINY, storage=storage,
                   output_dir=str(tmp_path / "runs"), experiment="sweep-seeds", seeds=[0, 1])
-    out = sweep_flow(name="two-seeds", n_trials=2, pruner="none", **common)
+    out = sweep_flow(SweepSpec(name="two-seeds", n_trials=2, pruner="none", **common))
     for trial in optuna.load_study(study_name="two-seeds", storage=storage).trials:
         values = trial.user_attrs["values"]
         assert set(values) == {"0", "1"} and trial.value == pytest.approx(sum(values.values()) / 2)
@@ -120,12 +122,12 @@ def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_p
     assert sorted(r.info.run_name for r in children) == ["trial000__s0", "trial000__s1", "trial001__s0", "trial001__s1"]
     assert {r.data.params["run.seed"] for r in children} == {"0", "1"}
 
-    pruned = sweep_flow(name="two-seeds-pruned", n_trials=1, pruner="threshold:2.0", **common)
+    pruned = sweep_flow(SweepSpec(name="two-seeds-pruned", n_trials=1, pruner="threshold:2.0", **common))
     assert [t.state.name for t in optuna.load_study(study_name="two-seeds-pruned", storage=storage).trials] == ["PRUNED"]
     runs = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{pruned['parent_run_id']}'")
     assert len(runs) == 2 and all(r.info.status == "KILLED" for r in runs)  # both seeds stopped, not only the first
     with pytest.raises(ValueError, match="seeds: give distinct seeds"):
-        sweep_flow(name="bad-seeds", n_trials=1, pruner="none", **{**common, "seeds": [1, 1]})
+        SweepSpec(name="bad-seeds", n_trials=1, pruner="none", **{**common, "seeds": [1, 1]})
 
 
 def test_a_second_worker_on_the_study_leaves_the_live_trial_alone_and_samples_its_own_stream(tmp_path):
@@ -140,8 +142,9 @@ def test_a_second_worker_on_the_study_leaves_the_live_trial_alone_and_samples_it
         beats.add(live._trial_id)
         live_params = {"delta": live.suggest_float("delta", 0.01, 0.3, log=True),
                        "tau": live.suggest_float("tau", 0.02, 1.0, log=True)}
-        sweep_flow(preset="configs/alfworld_demo.yaml", name="shared", n_trials=1, concurrency=1, overrides=TINY,
-                   storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test", pruner="none", seed=0)
+        sweep_flow(SweepSpec(preset="configs/alfworld_demo.yaml", name="shared", n_trials=1, concurrency=1,
+                             overrides=TINY, storage=storage, output_dir=str(tmp_path / "runs"), experiment="sweep-test",
+                             pruner="none", seeds=[0]))
         trials = optuna.load_study(study_name="shared", storage=storage).trials
         assert [t.state.name for t in trials] == ["RUNNING", "COMPLETE"]
         assert trials[1].params != live_params  # the same seed, its own stream

@@ -106,3 +106,27 @@ def test_sync_to_a_dead_server_fails_in_seconds(tmp_path):
                              f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "does not answer" in result.stdout, result.stdout + result.stderr
     assert time.monotonic() - start < 60
+
+
+def test_packages_mount_their_commands_and_the_library_cli_imports_none_of_the_platform():
+    code = ("import sys, proxmo.cli; print(sorted(m for m in ('prefect', 'mlflow', 'ray', 'streamlit', 'optuna', "
+            "'flows.ablate', 'flows.sweep', 'dashboards.serve') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert imported == "[]"
+    names = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert {"ablate", "sweep", "play", "dashboard", "ui", "games", "train", "advantages"} <= names
+
+
+def test_a_command_whose_extra_is_missing_is_listed_and_says_what_to_install():
+    import typer
+
+    from proxmo.cli import _unavailable, mount
+
+    target = typer.Typer()
+    target.command("version")(lambda: None)
+    mount(target, "ablate", _unavailable("ablate", "the flows need prefect, which come with the 'platform' extra: "
+                                                   "pip install 'proxmo[platform]'"))
+    listed = CliRunner().invoke(target, ["--help"])
+    assert "ablate" in listed.output and "not installed here" in listed.output
+    result = CliRunner().invoke(target, ["ablate", "configs/alfworld_demo.yaml", "--seed", "1"])
+    assert result.exit_code == 2 and "pip install 'proxmo[platform]'" in result.output
