@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 import envs
+from envs.backends import BUILD_PROGRESS_FROM
 from proxmo.advantage import compute_advantages
 from proxmo.results import contract
 from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
@@ -178,7 +179,7 @@ class Trainer:
         """Build the training environments before the first iteration; a large batch says so while it builds."""
         r = self.config.rollout
         count = r.n_groups * r.group_size
-        if not self.progress or count < envs.pool.BUILD_PROGRESS_FROM:
+        if not self.progress or count < BUILD_PROGRESS_FROM:
             self._train_pool()
             return
         from rich.console import Console

@@ -24,7 +24,7 @@ import pytest
 
 import tests.envs.toy  # noqa: F401  (registers "toy")
 from envs import EnvPool, EnvPoolError
-from envs.pool import _start_ray
+from envs.backends import start_pool_ray as _start_ray
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -362,7 +362,7 @@ def test_alfworld_groups_on_ray_with_both_engines(ray_session):
 
 
 def test_a_large_pool_says_how_far_it_is_while_it_builds(caplog):
-    caplog.set_level(logging.INFO, logger="envs.pool")
+    caplog.set_level(logging.INFO, logger="envs")  # the pool and its backends
     with EnvPool("toy", {}, n_groups=64, group_size=5):  # 320 environments
         pass
     built = [r.getMessage() for r in caplog.records if r.getMessage().startswith("built ")]
