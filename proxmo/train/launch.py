@@ -60,13 +60,16 @@ def launch(config: Optional[str], overrides: Sequence[str] = (), *, quiet: bool 
             raise
         console.print(f"[red]error:[/red] {escape(str(error))}  (--debug shows the traceback)", soft_wrap=True)
         return 1
-    print_report(console, result)
+    import envs
+
+    print_report(console, result, envs.spec(resolved.env.name).categories)
     return 0
 
 
-def print_report(console: Console, result) -> None:
-    """The success table (random agent, first and last evaluation), the gain, and where the run is."""
-    columns, rows = success_table(result.evaluations, result.baseline)
+def print_report(console: Console, result, categories: Sequence[str] = ()) -> None:
+    """The success table (random agent, first and last evaluation; ``categories`` in this order), the gain, and
+    where the run is."""
+    columns, rows = success_table(result.evaluations, result.baseline, categories)
     if rows:
         table = Table("validation success (%)", *columns, title=f"run {escape(result.run_dir.name)}")
         for label, cells in rows:

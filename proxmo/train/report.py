@@ -21,13 +21,16 @@ def _cell(metrics: Mapping[str, float], prefix: str, category: Optional[str]) ->
     return f"{100 * value:.1f}"
 
 
-def success_table(evaluations: Sequence[Mapping[str, float]], baseline: Mapping[str, float]) -> Tuple[List[str], List[Row]]:
+def success_table(evaluations: Sequence[Mapping[str, float]], baseline: Mapping[str, float],
+                  order: Sequence[str] = ()) -> Tuple[List[str], List[Row]]:
     """(column names, rows) of validation success in percent: random agent, first and last evaluation
-    (sampled, and greedy when evaluated); the overall column carries ± one standard error."""
+    (sampled, and greedy when evaluated); the overall column carries ± one standard error. Categories come in
+    ``order`` (the environment's ``EnvSpec.categories``), any others after them, sorted."""
     if not evaluations:
         return [], []
     first, last = evaluations[0], evaluations[-1]
-    columns = ["all", *categories(evaluations)]
+    found = categories(evaluations)
+    columns = ["all", *[c for c in order if c in found], *[c for c in found if c not in order]]
     rows: List[Row] = []
 
     def add(label: str, metrics: Mapping[str, float], prefix: str) -> None:

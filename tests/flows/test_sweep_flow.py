@@ -1,5 +1,7 @@
 """The sweep flow: an Optuna study of real training jobs, nested MLflow runs, failures recorded, studies resumed."""
 
+import json
+
 import mlflow
 import optuna
 import pytest
@@ -31,7 +33,9 @@ def test_sweep_runs_trials_records_the_study_and_resumes(tmp_path):
     parent = client.get_run(out["parent_run_id"])
     assert parent.info.status == "FINISHED" and "best.delta" in parent.data.tags
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["trials.csv"]
-    assert Artifact.get("sweep-tiny-sweep") is not None
+    published = json.loads(Artifact.get("sweep-tiny-sweep").data)  # the trials table, best first
+    assert sorted(row["trial"] for row in published) == [0, 1, 2]
+    assert published[0]["value"] == round(out["best_value"], 4)
 
     again = sweep_flow(SweepSpec(n_trials=4, **common))  # the study goes on: one more trial, same parent
     assert len(optuna.load_study(study_name="tiny-sweep", storage=storage).trials) == 4

@@ -94,4 +94,4 @@ def test_reproduce_takes_overrides_per_environment_and_checks_them_all_first(tmp
         env_overrides={"alfworld": ["env.options.games.train=6", "env.options.games.eval=6"],
                        "webshop": ["env.options.num_products=300", "env.options.num_goals=700"]},
     ))
-    assert rows[0]["All"] is not None and rows[0]["WS score"] is not None
+    assert float(rows[0]["All"]) >= 0 and float(rows[0]["WS score"]) >= 0  # one seed: the value alone, in percent

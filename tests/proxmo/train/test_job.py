@@ -205,7 +205,9 @@ def test_a_third_environment_trains_through_the_job_without_changes_to_proxmo(tm
         "eval": {"every": 0, "greedy": True, "random_baseline": True, "episodes_per_task": 2},
         "run": {"iterations": 2, "output_dir": str(tmp_path / "runs"), "name": "toy", "tracker": "jsonl"},
     }
-    with pytest.raises(Exception, match=r"env.options.colour"):
+    from proxmo.train.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"env.options.colour"):
         build_config({**data, "env": {"name": "toy", "options": {"colour": "red"}}})
     result = train(build_config(data), progress=False)
     metrics = _by_step(result.run_dir)

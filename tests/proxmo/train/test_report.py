@@ -20,6 +20,9 @@ def test_table_lists_random_first_and_last_with_standard_errors():
     gain = learning_gain([first, last])
     assert gain["gain"] == pytest.approx(40.0) and gain["se"] == pytest.approx(100 * math.hypot(0.03, 0.04))
     assert learning_gain([last]) is None and success_table([], {}) == ([], [])
+    # in the environment's order (ALFWorld's: the paper's), categories it does not list after them
+    assert success_table([first, last], {}, ("Pick", "Look"))[0] == ["all", "Pick", "Look"]
+    assert success_table([first, last], {}, ("Pick", "Clean"))[0] == ["all", "Pick", "Look"]
 
 
 def test_uniform_policy_picks_every_candidate_alike_and_reproducibly():

@@ -174,7 +174,9 @@ def test_mlflow_params_metrics_artifacts(in_cwd, tmp_path):
     assert math.isnan(run.data.metrics["kl"])
     # with a sqlite store, artifacts live next to the database, not under the working directory
     assert (root / "db" / "mlartifacts" / tracker.run_id / "artifacts" / "report.txt").read_text() == "ok"
-    with pytest.raises(Exception, match="acc:val%"):  # MLflow's own name rules, at once
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="acc:val%"):  # MLflow's own name rules, at once
         MlflowTracker("train", tracking_uri=uri).log_metrics({"acc:val%": 1.0}, step=0)
 
 
@@ -189,7 +191,9 @@ def test_mlflow_nested_run_and_failed_status(in_cwd):
     assert child_run.data.tags["mlflow.parentRunId"] == parent.run_id
     assert child_run.info.status == "FAILED"
     assert child.client.get_run(parent.run_id).info.status == "KILLED"
-    with pytest.raises(Exception):
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match=f"Run with id={'0' * 32} not found"):  # a parent that does not exist
         MlflowTracker("sweep", tracking_uri=in_cwd["uri"], parent_run_id="0" * 32)
 
 
