@@ -62,3 +62,22 @@ def test_bad_override_syntax_and_missing_file():
         load_config(None, ["optim.lr=1", "optim.lr.x=2"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no/such/file.yaml")
+
+
+def test_a_job_is_a_config_copy_with_updates_validated_like_a_loaded_one():
+    config = load_config(CONFIGS / "alfworld_demo.yaml")
+    job = config.with_updates(run={"seed": 3, "tags": {"variant": "a"}}, optim={"lr": 0.5})
+    assert (job.run.seed, job.run.tags, job.optim.lr) == (3, {"variant": "a"}, 0.5)
+    assert job.run.iterations == config.run.iterations and config.run.seed == 0  # the original is untouched
+    with pytest.raises(ValueError, match="optim.lr"):
+        config.with_updates(optim={"lr": -1.0})
+    with pytest.raises(ValueError, match="runs: not a section of the config"):
+        config.with_updates(runs={"seed": 1})
+
+
+def test_cross_field_defaults_are_resolved_once_on_the_config():
+    config = load_config(CONFIGS / "alfworld_demo.yaml", ["run.seed=7", "rollout.max_steps=9", "rollout.choose_score=sum"])
+    assert config.model.seed is None and config.policy_model.seed == 7  # the model is seeded by the run
+    assert config.with_updates(model={"seed": 2}).policy_model.seed == 2  # unless it has a seed of its own
+    assert config.env_options["max_steps"] == 9 and "max_steps" not in config.env.options
+    assert config.rollout.length_normalize is False
