@@ -52,32 +52,51 @@ class Service:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM to the whole process group, SIGKILL to what is left after ``grace`` seconds."""
-        if self.process is None:
-            return
-        for sent in (signal.SIGTERM, signal.SIGKILL):
+        stop_all([self], grace)
+
+
+def stop_all(services: List[Service], grace: float = 10.0) -> None:
+    """SIGTERM every service's process group at once, then SIGKILL the groups still there ``grace`` seconds later.
+
+    All at once: stopped one after another, services slow to stop under load (an MLflow server's workers)
+    would add their grace periods up, and the launcher would outlast whoever waits for it.
+    """
+    running = [s for s in services if s.process is not None]
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        for service in running:
             try:
-                os.killpg(self.process.pid, sent)
+                os.killpg(service.process.pid, sent)
             except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=grace)
-                _wait_group_gone(self.process.pid, grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.process = None
+                pass
+        deadline = time.monotonic() + grace
+        running = [s for s in running if not _gone(s.process, deadline)]
+        if not running:
+            break
+    for service in services:
+        service.process = None
+
+
+def _gone(process: subprocess.Popen, deadline: float) -> bool:
+    """Whether ``process`` and every process of its group have ended by ``deadline``."""
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        _wait_group_gone(process.pid, max(0.0, deadline - time.monotonic()))
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _wait_group_gone(group: int, timeout: float) -> None:
     """Wait until no process of group ``group`` is left (children may outlive the leader briefly)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
             return
+        if time.monotonic() >= deadline:
+            raise subprocess.TimeoutExpired(f"process group {group}", timeout)
         time.sleep(0.1)
-    raise subprocess.TimeoutExpired(f"process group {group}", timeout)
 
 
 def _bin(name: str) -> str:
@@ -152,8 +171,7 @@ def serve(services: List[Service], log_folder: Path, timeout: float = 120.0, ann
     except KeyboardInterrupt:
         announce("stopping ...")
     finally:
-        for service in services:
-            service.stop()
+        stop_all(services)
         signal.signal(signal.SIGTERM, previous)
     return code
 
@@ -163,4 +181,4 @@ def _interrupt(signum, frame):  # SIGTERM ends the UIs like Ctrl-C does
 
 
 __all__ = ["APP", "Service", "dashboard_service", "default_stores", "mlflow_service", "optuna_service",
-           "prepare_optuna_storage", "serve"]
+           "prepare_optuna_storage", "serve", "stop_all"]

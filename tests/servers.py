@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from pathlib import Path
 
 from dashboards.serve import mlflow_service
+
+
+def as_foreground() -> None:
+    """``preexec_fn`` of a command a test interrupts as a user's Ctrl-C would: SIGINT and SIGQUIT at their defaults.
+
+    A shell starts a background job (``make test-all &``, a CI step run with ``&``) with SIGINT and SIGQUIT
+    ignored, every process it starts inherits that, and a Python started with SIGINT ignored installs no
+    KeyboardInterrupt handler: the interrupted command would not even notice."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def free_port() -> int:

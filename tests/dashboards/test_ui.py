@@ -10,7 +10,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.servers import free_port
+from tests.servers import as_foreground, free_port
 
 
 def _status(port: int, path: str, host: str) -> int:
@@ -30,7 +30,8 @@ def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
     command = [sys.executable, "-m", "proxmo", "ui", "--mlflow-port", str(ports[0]), "--optuna-port", str(ports[1]),
                "--dashboard-port", str(ports[2]), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
                "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
-    ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    ui = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                          preexec_fn=as_foreground)
     lines = []
     started = []
     try:
@@ -66,3 +67,24 @@ def test_proxmo_ui_starts_three_uis_and_ctrl_c_stops_them_all(tmp_path):
                     pass
     gone, alive = psutil.wait_procs(started, timeout=15)
     assert not alive, [p.pid for p in alive]  # no orphans: not the servers, not their workers
+
+
+def test_the_uis_are_stopped_together_so_their_grace_periods_do_not_add_up(tmp_path):
+    """Each stand-in ignores SIGTERM (as a server slow to stop under load does) and notes when it got it: all get it
+    at once, and all are killed one grace period later, not one grace period each."""
+    from dashboards.serve import Service, stop_all
+
+    services = []
+    for index in range(3):
+        note = tmp_path / f"term{index}"
+        script = f"trap 'date +%s.%N > {note}' TERM; echo up; while true; do sleep 0.05; done"
+        services.append(Service(f"ui{index}", ["bash", "-c", script], url="", health=""))
+    for service in services:
+        service.start(tmp_path)
+    time.sleep(0.5)  # the traps are set
+    processes = [s.process for s in services]
+    stop_all(services, grace=3.0)
+    assert all(p.poll() is not None for p in processes) and all(s.process is None for s in services)
+    received = [float((tmp_path / f"term{index}").read_text()) for index in range(3)]
+    assert max(received) - min(received) < 1.5  # one after another, they would be 3 s apart
+    assert all(p.returncode == -signal.SIGKILL for p in processes)  # SIGTERM ignored: killed after the grace

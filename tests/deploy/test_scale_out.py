@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import as_foreground, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -51,7 +51,7 @@ class Processes:
         if user is not None:
             command = ["runuser", "-u", user, "--", *command]
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=as_foreground)  # the worker stops on SIGINT
         self.started.append((name, process))
         return process
 

@@ -15,6 +15,7 @@ from flows.specs import AblationSpec
 from proxmo.train.tracking import read_metrics
 from tasks.training import run_job
 from tests.flows.test_ablate_flow import TINY
+from tests.servers import as_foreground
 
 # long enough episodes that some succeed (the numbers compared are not all zero), and a few seconds in all
 LONGER = [*TINY, "rollout.max_steps=12", "rollout.group_size=4", "eval.episodes_per_task=4", "run.iterations=16",
@@ -98,7 +99,8 @@ def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path):
     command = [sys.executable, "-m", "proxmo", "ablate", "configs/alfworld_demo.yaml", *LONGER, "run.iterations=5000",
                "--variant", "a=advantage.estimator=grpo", "--seed", "0", "--name", "stopped",
                "--output-dir", str(tmp_path / "runs"), "--experiment", "ctrl-c"]
-    flow = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    flow = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=as_foreground)
     try:
         deadline = time.monotonic() + 300
         while len(read_metrics(run_dir)) < 5:  # training has started
