@@ -18,7 +18,6 @@ from proxmo.results.contract import SUCCESS, Summary
 from proxmo.train.config import TrainConfig, load_config
 from proxmo.urls import default_optuna_storage, redact_url
 from tasks.publish import parent_run, publish_results
-from tasks.specs import LaunchSpec
 from tasks.study import Heartbeats, ask, make_pruner, open_study, study_storage, use_worker_stream
 from tasks.training import ray_session, train_job
 
@@ -60,7 +59,7 @@ def sweep_flow(spec: SweepSpec = SweepSpec()) -> Dict[str, Any]:
     parent = parent_run(spec.experiment, spec.name, contract.ROLE_STUDY, spec.tracking_uri,
                         {contract.TAG_FLOW_RUN: flow_run_id})
     metric = SUCCESS
-    launch = LaunchSpec.model_validate(spec.model_dump(include=set(LaunchSpec.model_fields)))
+    launch = spec.launch()
     with parent:  # ends FINISHED, FAILED, or KILLED when interrupted
         finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
         first_trial = None

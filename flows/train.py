@@ -38,7 +38,7 @@ def train_flow(spec: TrainSpec = TrainSpec()) -> Dict[str, Any]:
     """Train one policy from a preset plus dotted overrides; publishes its final evaluation as a table."""
     config = load_config(_preset(spec.preset), spec.overrides)
     config = config.with_updates(run={"name": run_name(config)})  # fixed here: the artifact key and the folder agree
-    summary = train_job.with_options(retries=spec.retries)(config, spec)
+    summary = train_job.with_options(retries=spec.retries)(config, spec.launch())
     row = results_row([summary], [config.env.name])
     publish_results([row], key=f"train-{artifact_key(summary['run_name'])}", title=f"run {summary['run_name']}")
     print(f"run {summary['run_name']}: {summary['final_eval'].get(contract.SUCCESS)} success -> {summary['run_dir']}")

@@ -179,8 +179,8 @@ def version() -> None:
 ANY_ARGUMENTS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _unavailable(name: str, reason: str):
-    """A stand-in for command ``name`` that cannot load here: whatever it is given, it says ``reason``."""
+def _unavailable(reason: str):
+    """A stand-in for a command that cannot load here: whatever it is given, it says ``reason``."""
     def command(ctx: typer.Context) -> None:
         refuse(reason)
 
@@ -202,7 +202,7 @@ def _mount_all(target: typer.Typer) -> None:
         try:
             command = entry.load()
         except ImportError as error:  # its extra is missing: the command stays, and says what to install
-            command = _unavailable(entry.name, str(error))
+            command = _unavailable(str(error))
         mount(target, entry.name, command)
 
 

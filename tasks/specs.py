@@ -41,6 +41,10 @@ class LaunchSpec(Spec):
     retries: int = Field(1, ge=0, description="Retries of a job that fails or whose process dies; a retry resumes "
                          "from the job's last checkpoint.")
 
+    def launch(self) -> "LaunchSpec":
+        """The launch settings alone (of a flow's spec, which holds them among its own)."""
+        return LaunchSpec.model_validate(self.model_dump(include=set(LaunchSpec.model_fields)))
+
 
 class TrackingSpec(Spec):
     """Where a flow's runs are tracked: one MLflow parent run per flow, its jobs nested under it."""

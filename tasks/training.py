@@ -153,7 +153,7 @@ def run_jobs(configs: Sequence["TrainConfig"], launch: LaunchSpec = LaunchSpec()
     """Run every config as a :func:`train_job` task (``launch.retries`` each; a retry resumes from the checkpoint)
     and answer their summaries in order: side by side as Ray tasks with ``launcher=ray``, else one after another
     (jobs in one process share torch's global state)."""
-    launch = LaunchSpec.model_validate(launch.model_dump(include=set(LaunchSpec.model_fields)))
+    launch = launch.launch()
     job = train_job.with_options(retries=launch.retries)
     with ray_session(launch):
         if launch.launcher == "ray":

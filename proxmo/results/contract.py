@@ -71,8 +71,6 @@ SUCCESS = success_key(VAL)
 """The metric runs, variants and trials are compared on: validation success."""
 SUCCESS_SE = quantity_key(VAL, "success_se")
 """Its standard error over the evaluation's episodes."""
-SCORE = quantity_key(VAL, "score")
-"""WebShop's mean final score (0..1) over the evaluation's episodes."""
 EPISODES = quantity_key(VAL, "episodes")
 TRAIN_SUCCESS = success_key(TRAIN)
 LOSS = metric_key(ACTOR, "loss")
@@ -129,7 +127,6 @@ TAG_BASELINE = "baseline"
 """On an ablation's parent run: the variant the others are compared with."""
 TAG_PARENT = "mlflow.parentRunId"
 ROLE_ABLATION, ROLE_STUDY, ROLE_REPRODUCTION = "ablation", "study", "reproduction"
-ROLES = (ROLE_ABLATION, ROLE_STUDY, ROLE_REPRODUCTION)
 SEED_PARAM = "run.seed"
 """The MLflow parameter that holds a run's seed."""
 

@@ -124,8 +124,8 @@ def test_a_command_whose_extra_is_missing_is_listed_and_says_what_to_install():
 
     target = typer.Typer()
     target.command("version")(lambda: None)
-    mount(target, "ablate", _unavailable("ablate", "the flows need prefect, which come with the 'platform' extra: "
-                                                   "pip install 'proxmo[platform]'"))
+    mount(target, "ablate", _unavailable("the flows need prefect, which come with the 'platform' extra: "
+                                         "pip install 'proxmo[platform]'"))
     listed = CliRunner().invoke(target, ["--help"])
     assert "ablate" in listed.output and "not installed here" in listed.output
     result = CliRunner().invoke(target, ["ablate", "configs/alfworld_demo.yaml", "--seed", "1"])
