@@ -53,14 +53,29 @@ def _read_records(path: Path) -> list:
 
 
 @app.command()
-def estimators() -> None:
-    """List the registered advantage estimators and their defaults."""
+def estimators(
+    name: Optional[str] = typer.Argument(None, help="An estimator: list its options with types, ranges and help."),
+) -> None:
+    """List the registered advantage estimators and their options (set them as advantage.<option>=value)."""
     from proxmo.advantage import ESTIMATORS
+    from proxmo.advantage.options import option_table
 
-    table = Table("estimator", "normalization", "modulation", "step grouping", "description")
-    for name, estimator in ESTIMATORS.items():
-        d = estimator.defaults
-        table.add_row(name, d["normalization"], str(d["modulation"]), d["step_grouping"], estimator.description)
+    if name is None:
+        table = Table("estimator", "options (defaults)", "description")
+        for key, estimator in ESTIMATORS.items():
+            options = ", ".join(f"{option}={row['default']}" for option, row in option_table(estimator.options).items())
+            table.add_row(key, options or "-", estimator.description)
+        console.print(table)
+        console.print("Shared by all: preset (paper | official), gamma, invalid_penalty, epsilon.")
+        return
+    if name not in ESTIMATORS:
+        refuse(f"estimator: unknown estimator {name!r}; registered: {', '.join(ESTIMATORS)}")
+    estimator = ESTIMATORS[name]
+    console.print(f"{name}: {estimator.description}")
+    table = Table("option", "type", "default", "range", "description")
+    for option, row in option_table(estimator.options).items():
+        bounds = " ".join(f"{key} {value}" for key, value in row["bounds"].items())
+        table.add_row(option, row["type"], str(row["default"]), bounds, row["description"])
     console.print(table)
 
 
@@ -68,9 +83,10 @@ def estimators() -> None:
 def advantages(
     input: Path = typer.Argument(..., exists=True, dir_okay=False, help="Step records: JSON lines or a JSON list, "
                                  "each with group, traj, t, reward, invalid, won, anchor."),
-    estimator: str = typer.Option("proxmo", help="grpo, gigpo, proxmo or another registered estimator."),
+    estimator: str = typer.Option("proxmo", help="A registered estimator (proxmo estimators lists them)."),
     preset: str = typer.Option("paper", help="paper or official."),
-    set_: List[str] = typer.Option([], "--set", help="Any AdvantageConfig field, e.g. --set temperature=0.2"),
+    set_: List[str] = typer.Option([], "--set", help="A shared field or an option of the estimator, e.g. --set "
+                                   "temperature=0.2 (proxmo estimators NAME lists them)."),
     out: Optional[Path] = typer.Option(None, help="Write the records with their advantages here (JSON lines)."),
 ) -> None:
     """Compute advantages for a file of step records, the way a trainer would call the library."""

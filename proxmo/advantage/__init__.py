@@ -1,4 +1,4 @@
-"""Advantage estimators for group-based RL on multi-turn agents: GRPO, GiGPO and ProxMO.
+"""Advantage estimators for group-based RL on multi-turn agents: GRPO, GiGPO, ProxMO and the methods since.
 
 Pure numpy / scipy; call it from any trainer::
 
@@ -10,8 +10,10 @@ Pure numpy / scipy; call it from any trainer::
 
 from proxmo.advantage.batch import StepBatch
 from proxmo.advantage.config import AdvantageConfig
+from proxmo.advantage.options import EstimatorOptions, NoOptions
 from proxmo.advantage.registry import (
     ESTIMATORS,
+    Components,
     SIMILARITY_BACKENDS,
     estimator_defaults,
     register_estimator,
@@ -19,7 +21,8 @@ from proxmo.advantage.registry import (
 )
 from proxmo.advantage.registry import SimilarityBackend
 from proxmo.advantage.similarity import Bm25Backend, EmbeddingBackend, TfidfBackend
-from proxmo.advantage.estimators import AdvantageResult, Components, compute_advantages, episode_plus_step
+from proxmo.advantage.estimators import AdvantageResult, compute_advantages
+from proxmo.advantage.builtin import episode_plus_step
 
 __all__ = [
     "AdvantageConfig",
@@ -28,6 +31,8 @@ __all__ = [
     "Components",
     "ESTIMATORS",
     "EmbeddingBackend",
+    "EstimatorOptions",
+    "NoOptions",
     "SIMILARITY_BACKENDS",
     "SimilarityBackend",
     "StepBatch",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
 _FIELDS = ("group", "traj", "t", "reward", "invalid", "won", "anchor")
+OPTIONAL_FIELDS = ("tokens", "next_anchor")
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
@@ -52,6 +53,27 @@ def _factorize(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     raise TypeError(f"{name}: ids must be all integers or all strings, got types {names}")
 
 
+def _check_texts(name: str, values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind != "U":
+        not_str = [i for i, a in enumerate(values.tolist()) if not isinstance(a, str)]
+        if not_str:
+            i = not_str[0]
+            raise TypeError(f"{name}: row {i} is {type(values[i]).__name__}, not str ({len(not_str)} such rows)")
+    return values
+
+
+def _as_whole(name: str, values: np.ndarray, what: str, minimum: int) -> np.ndarray:
+    """Whole numbers >= minimum as int64 (floats with integral values accepted)."""
+    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+        values = values.astype(np.int64)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer {what}, got dtype {values.dtype}")
+    if (values < minimum).any():
+        raise ValueError(f"{name}: {what} must be >= {minimum} (row {int(np.argmax(values < minimum))} is "
+                         f"{int(values.min())})")
+    return values.astype(np.int64)
+
+
 def _as_bool(name: str, values: np.ndarray) -> np.ndarray:
     if values.dtype == bool:
         return values
@@ -73,9 +95,12 @@ class StepBatch:
         invalid: (N,) bool, the model's output failed the action format check.
         won: (N,) bool, the trajectory succeeded (the same value on all its rows).
         anchor: (N,) str, the raw environment observation the step acted on.
+        tokens: optional (N,) int >= 1, the step's response token count (REINFORCE++-baseline weighs rows by it).
+        next_anchor: optional (N,) str, the observation the step led to (GraphGPO's graph uses it for the last
+            step of a failed trajectory; without it each such step ends in a terminal of its own).
     """
 
-    __slots__ = _FIELDS + ("_prepared",)
+    __slots__ = _FIELDS + OPTIONAL_FIELDS + ("_prepared",)
 
     def __init__(
         self,
@@ -87,22 +112,23 @@ class StepBatch:
         invalid: Any,
         won: Any,
         anchor: Sequence[str] | Any,
+        tokens: Any = None,
+        next_anchor: Any = None,
     ) -> None:
         arrays = {name: _as_array(name, value) for name, value in zip(_FIELDS, (group, traj, t, reward, invalid, won, anchor))}
+        for name, value in (("tokens", tokens), ("next_anchor", next_anchor)):
+            if value is not None:
+                arrays[name] = _as_array(name, value)
         n = len(arrays["group"])
         if n == 0:
             raise ValueError("group: the batch is empty (no rows)")
         for name, array in arrays.items():
             if len(array) != n:
                 raise ValueError(f"{name}: has {len(array)} rows but group has {n}")
+        self.tokens = _as_whole("tokens", arrays["tokens"], "token counts", 1) if "tokens" in arrays else None
+        self.next_anchor = _check_texts("next_anchor", arrays["next_anchor"]) if "next_anchor" in arrays else None
 
-        t_arr = arrays["t"]
-        if t_arr.dtype.kind == "f" and np.all(np.isfinite(t_arr)) and np.all(t_arr == np.round(t_arr)):
-            t_arr = t_arr.astype(np.int64)
-        if t_arr.dtype.kind not in "iu":
-            raise TypeError(f"t: expected integer step indices, got dtype {t_arr.dtype}")
-        if (t_arr < 0).any():
-            raise ValueError(f"t: step indices must be >= 0 (row {int(np.argmax(t_arr < 0))} is {int(t_arr.min())})")
+        t_arr = _as_whole("t", arrays["t"], "step indices", 0)
 
         reward = arrays["reward"]
         if reward.dtype.kind not in "iuf":
@@ -112,16 +138,11 @@ class StepBatch:
         if bad.any():
             raise ValueError(f"reward: {int(bad.sum())} rows are NaN or infinite (first at row {int(np.argmax(bad))})")
 
-        anchor = arrays["anchor"]
-        if anchor.dtype.kind != "U":
-            not_str = [i for i, a in enumerate(anchor.tolist()) if not isinstance(a, str)]
-            if not_str:
-                i = not_str[0]
-                raise TypeError(f"anchor: row {i} is {type(anchor[i]).__name__}, not str ({len(not_str)} such rows)")
+        anchor = _check_texts("anchor", arrays["anchor"])
 
         self.group = arrays["group"]
         self.traj = arrays["traj"]
-        self.t = t_arr.astype(np.int64)
+        self.t = t_arr
         self.reward = reward
         self.invalid = _as_bool("invalid", arrays["invalid"])
         self.won = _as_bool("won", arrays["won"])
@@ -142,12 +163,15 @@ class StepBatch:
 
     @classmethod
     def from_records(cls, records: Sequence[dict]) -> "StepBatch":
-        """Build a batch from a list of dicts with the keys group, traj, t, reward, invalid, won, anchor."""
+        """Build a batch from a list of dicts with the keys group, traj, t, reward, invalid, won, anchor (and,
+        when every record has them, tokens and next_anchor)."""
         for i, record in enumerate(records):
             missing = [name for name in _FIELDS if name not in record]
             if missing:
                 raise KeyError(f"records: row {i} lacks {missing}")
-        return cls(**{name: [r[name] for r in records] for name in _FIELDS})
+        optional = {name: [r[name] for r in records] for name in OPTIONAL_FIELDS
+                    if records and all(name in r for r in records)}
+        return cls(**{name: [r[name] for r in records] for name in _FIELDS}, **optional)
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,8 @@ class PreparedBatch:
     traj_won: np.ndarray  # (T,) bool
     n_groups: int
     n_traj: int
+    tokens: Optional[np.ndarray] = None  # (N,) int64 response token counts, when given
+    next_anchor: Optional[np.ndarray] = None  # (N,) object, the observation each step led to, when given
 
     @property
     def n_rows(self) -> int:
@@ -242,6 +268,8 @@ def prepare(batch: StepBatch) -> PreparedBatch:
         traj_won=traj_won,
         n_groups=int(g.max()) + 1,
         n_traj=n_traj,
+        tokens=batch.tokens[order] if batch.tokens is not None else None,
+        next_anchor=np.asarray(batch.next_anchor, dtype=object)[order] if batch.next_anchor is not None else None,
     )
 
 

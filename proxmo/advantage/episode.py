@@ -38,8 +38,13 @@ def _scale(normalization: str, std: np.ndarray, epsilon: float) -> np.ndarray:
     return np.ones_like(std) if normalization == "mean_norm" else std + epsilon
 
 
-def episode_component(batch: PreparedBatch, config: AdvantageConfig) -> EpisodeComponent:
-    """A^E for every row (docs/algorithm.md, "Episode level")."""
+def episode_component(batch: PreparedBatch, config: AdvantageConfig,
+                      normalization: str | None = None) -> EpisodeComponent:
+    """A^E for every row (docs/algorithm.md, "Episode level"); ``normalization`` defaults to the config's option.
+
+    The modulation applies where the estimator has it switched on (ProxMO's ``modulation`` option).
+    """
+    normalization = normalization or config.normalization
     penalty = config.invalid_penalty * batch.invalid
     traj_return = segment_sum(batch.reward, batch.traj, batch.n_traj)  # R(tau)
     if config.preset == "paper":
@@ -48,7 +53,7 @@ def episode_component(batch: PreparedBatch, config: AdvantageConfig) -> EpisodeC
         single = count < 2
         mean[single], std[single] = 0.0, 1.0
         success_rate = segment_sum(batch.traj_won.astype(np.float64), batch.traj_group, batch.n_groups) / count
-        centred = (traj_return - mean[batch.traj_group]) / _scale(config.normalization, std, config.epsilon)[batch.traj_group]
+        centred = (traj_return - mean[batch.traj_group]) / _scale(normalization, std, config.epsilon)[batch.traj_group]
         centred = centred[batch.traj]
         success = batch.won
     else:
@@ -58,10 +63,10 @@ def episode_component(batch: PreparedBatch, config: AdvantageConfig) -> EpisodeC
         single = count < 2
         mean[single], std[single] = 0.0, 1.0
         success_rate = np.clip(mean, 0.0, 1.0)
-        centred = (score - mean[batch.group]) / _scale(config.normalization, std, config.epsilon)[batch.group]
+        centred = (score - mean[batch.group]) / _scale(normalization, std, config.epsilon)[batch.group]
         success = score > 0.5
 
-    if config.modulation:
+    if getattr(config, "modulation", False):
         weight = modulation_weight(success, success_rate[batch.group], config.alpha, config.effective_beta)
     else:
         weight = np.ones(batch.n_rows)

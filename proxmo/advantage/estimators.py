@@ -1,76 +1,35 @@
-"""The estimators (GRPO, GiGPO, ProxMO) and `compute_advantages`, the library's one entry point."""
+"""`compute_advantages`, the library's one entry point; importing this module registers the built-in estimators."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
 
-from proxmo.advantage.batch import PreparedBatch, StepBatch
+from proxmo.advantage.batch import StepBatch
+from proxmo.advantage import builtin  # noqa: F401  (each import registers its estimators, in listing order)
+from proxmo.advantage import baselines  # noqa: F401
+from proxmo.advantage import hgpo  # noqa: F401
+from proxmo.advantage import g2po  # noqa: F401
+from proxmo.advantage import graphgpo  # noqa: F401
 from proxmo.advantage.config import AdvantageConfig
-from proxmo.advantage.episode import episode_component
-from proxmo.advantage.registry import ESTIMATORS, register_estimator
-from proxmo.advantage.step import step_component
-
-
-@dataclass(frozen=True)
-class Components:
-    """What an estimator computes, per row in canonical order (float64)."""
-
-    episode: np.ndarray
-    step: np.ndarray
-    diagnostics: Dict[str, float] = field(default_factory=dict)
+from proxmo.advantage.registry import ESTIMATORS
 
 
 @dataclass(frozen=True)
 class AdvantageResult:
     """Advantages of a batch, one scalar per row, rows in the caller's order.
 
-    ``advantages = episode + step_weight * step``; broadcast each to the response tokens of its step.
+    ``advantages`` is what a trainer uses (broadcast to the response tokens of its step); ``episode`` and ``step``
+    are the parts it is made of (for most estimators ``advantages = episode + step_weight * step``).
     """
 
     advantages: np.ndarray  # (N,) float32
     episode: np.ndarray  # (N,) float32, A^E
     step: np.ndarray  # (N,) float32, A^S (before the step weight)
     diagnostics: Dict[str, float]
-    config: AdvantageConfig  # with every per-estimator default resolved
-
-
-def episode_plus_step(batch: PreparedBatch, config: AdvantageConfig) -> Components:
-    """The composition every built-in estimator uses: A = A^E + omega * A^S."""
-    episode = episode_component(batch, config)
-    step = step_component(batch, config)
-    diagnostics = {
-        "success_rate_mean": float(episode.success_rate.mean()),
-        "modulation_weight_mean": float(episode.weight.mean()),
-        "modulation_weight_min": float(episode.weight.min()),
-        "modulation_weight_max": float(episode.weight.max()),
-    }
-    if config.step_grouping != "none":
-        diagnostics["step_group_size_mean"] = float(step.group_size.mean())
-        diagnostics["step_singleton_fraction"] = step.singleton_fraction
-    return Components(episode=episode.advantage, step=step.advantage, diagnostics=diagnostics)
-
-
-register_estimator(
-    "grpo",
-    defaults={"normalization": "mean_std_norm", "modulation": False, "step_grouping": "none"},
-    compute=episode_plus_step,
-    description="Group-relative episode advantage, z-scored within each group.",
-)
-register_estimator(
-    "gigpo",
-    defaults={"normalization": "mean_norm", "modulation": False, "step_grouping": "exact"},
-    compute=episode_plus_step,
-    description="Episode advantage plus step advantage within groups of identical anchor states.",
-)
-register_estimator(
-    "proxmo",
-    defaults={"normalization": "mean_norm", "modulation": True, "step_grouping": "soft"},
-    compute=episode_plus_step,
-    description="Success-rate-aware modulated episode advantage plus a proximity-weighted step baseline.",
-)
+    config: AdvantageConfig
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -92,11 +51,11 @@ def compute_advantages(batch: StepBatch, config: Optional[AdvantageConfig] = Non
     """Advantages of every row of ``batch`` under ``config`` (ProxMO with paper defaults if omitted)."""
     if not isinstance(batch, StepBatch):
         raise TypeError(f"batch: expected a StepBatch, got {type(batch).__name__}")
-    config = (config or AdvantageConfig()).resolved()
+    config = config or AdvantageConfig()
     prepared = batch.prepared
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, once, as an error
         parts = ESTIMATORS[config.estimator].compute(prepared, config)
-        total = parts.episode + config.step_weight * parts.step
+        total = parts.total()
     _check_finite(total, prepared)
     diagnostics = {
         "rows": float(prepared.n_rows),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Type
 
 import numpy as np
+
+from proxmo.advantage.config import SHARED_FIELDS
+from proxmo.advantage.options import EstimatorOptions, NoOptions
 
 
 class SimilarityBackend(Protocol):
@@ -18,39 +21,62 @@ class SimilarityBackend(Protocol):
 
 
 @dataclass(frozen=True)
-class Estimator:
-    """A named estimator: its per-estimator defaults and the function that computes its components.
+class Components:
+    """What an estimator computes, per row in canonical order (float64).
 
-    ``compute(prepared_batch, resolved_config)`` returns ``(episode, step, extras)``: two float64
-    arrays in canonical row order and a dict of extra per-row arrays (modulation weights, step-group
-    sizes) used for diagnostics.
+    ``advantages`` is what the trainer gets; ``episode`` and ``step`` are the parts it is made of, kept for
+    diagnostics (for most estimators ``advantages = episode + step_weight * step``).
+    """
+
+    episode: np.ndarray
+    step: np.ndarray
+    advantages: Optional[np.ndarray] = None  # None: episode + step
+    diagnostics: Dict[str, float] = field(default_factory=dict)
+
+    def total(self) -> np.ndarray:
+        return self.episode + self.step if self.advantages is None else self.advantages
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """A named estimator: its options class and the function that computes its components.
+
+    ``compute(prepared_batch, config)`` returns :class:`Components`; ``config.options`` is an instance of
+    ``options`` (an :class:`~proxmo.advantage.options.EstimatorOptions` subclass with the estimator's own
+    fields and defaults).
     """
 
     name: str
-    defaults: Dict[str, Any]
+    options: Type[EstimatorOptions]
     compute: Callable[..., Any]
     description: str = ""
+
+    @property
+    def defaults(self) -> Dict[str, Any]:
+        """The estimator's options at their defaults."""
+        return self.options().model_dump()
 
 
 ESTIMATORS: Dict[str, Estimator] = {}
 SIMILARITY_BACKENDS: Dict[str, SimilarityBackend] = {}
 
-_ESTIMATOR_DEFAULT_KEYS = {"normalization", "modulation", "step_grouping"}
-
 
 def register_estimator(
-    name: str, *, defaults: Dict[str, Any], compute: Callable[..., Any], description: str = ""
+    name: str, *, compute: Callable[..., Any], options: Type[EstimatorOptions] = NoOptions, description: str = ""
 ) -> Estimator:
     """Register an estimator under ``name``; a taken name raises (the first registration stays)."""
     if name in ESTIMATORS:
         raise ValueError(f"estimator: {name!r} is already registered; pick another name")
-    unknown = set(defaults) - _ESTIMATOR_DEFAULT_KEYS
-    if unknown:
-        raise ValueError(f"defaults: unknown keys {sorted(unknown)}; allowed: {sorted(_ESTIMATOR_DEFAULT_KEYS)}")
-    missing = _ESTIMATOR_DEFAULT_KEYS - set(defaults)
-    if missing:
-        raise ValueError(f"defaults: missing keys {sorted(missing)}")
-    estimator = Estimator(name=name, defaults=dict(defaults), compute=compute, description=description)
+    if not (isinstance(options, type) and issubclass(options, EstimatorOptions)):
+        raise TypeError(f"options: expected an EstimatorOptions subclass, got {options!r}")
+    clash = sorted(set(options.model_fields) & set(SHARED_FIELDS + ("options",)))
+    if clash:
+        raise ValueError(f"options: {clash} are shared AdvantageConfig fields; an estimator's options need other names")
+    try:
+        options()
+    except Exception as error:  # noqa: BLE001 - any failure means the class has no usable defaults
+        raise ValueError(f"options: {options.__name__} must validate with its defaults alone ({error})") from None
+    estimator = Estimator(name=name, options=options, compute=compute, description=description)
     ESTIMATORS[name] = estimator
     return estimator
 
@@ -66,7 +92,7 @@ def register_similarity_backend(name: str, backend: SimilarityBackend) -> Simila
 
 
 def estimator_defaults(name: str) -> Dict[str, Any]:
-    """The per-estimator defaults (normalization, modulation, step_grouping) of ``name``."""
+    """The options of estimator ``name`` at their defaults."""
     if name not in ESTIMATORS:
         raise KeyError(f"estimator: unknown estimator {name!r}; registered: {sorted(ESTIMATORS)}")
-    return dict(ESTIMATORS[name].defaults)
+    return ESTIMATORS[name].defaults

@@ -54,15 +54,16 @@ def anchor_pairs(batch: PreparedBatch) -> AnchorPairs:
     )
 
 
-def _cluster_normalize(values: np.ndarray, cluster: np.ndarray, n_clusters: int, config: AdvantageConfig) -> StepComponent:
+def cluster_normalize(values: np.ndarray, cluster: np.ndarray, n_clusters: int, normalization: str,
+                      epsilon: float) -> StepComponent:
     """GiGPO's step advantage: the return minus its cluster mean (divided by std + eps in mean_std_norm).
 
     A cluster of one row has no baseline and gets 0.
     """
     mean, std, count = segment_mean_std(values, cluster, n_clusters)
     centred = values - mean[cluster]
-    if config.normalization == "mean_std_norm":
-        centred = centred / (np.nan_to_num(std, nan=1.0)[cluster] + config.epsilon)
+    if normalization == "mean_std_norm":
+        centred = centred / (np.nan_to_num(std, nan=1.0)[cluster] + epsilon)
     size = count[cluster]
     centred[size < 2] = 0.0
     return StepComponent(advantage=centred, group_size=size, singleton_fraction=float(np.mean(count == 1)))
@@ -71,7 +72,7 @@ def _cluster_normalize(values: np.ndarray, cluster: np.ndarray, n_clusters: int,
 def exact_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageConfig) -> StepComponent:
     """GiGPO: rows of one episode group with identical anchor text form a step group."""
     pairs = anchor_pairs(batch)
-    return _cluster_normalize(returns, pairs.row_pair, len(pairs.group), config)
+    return cluster_normalize(returns, pairs.row_pair, len(pairs.group), config.normalization, config.epsilon)
 
 
 def greedy_clusters(texts: List[str], threshold: float) -> np.ndarray:
@@ -110,7 +111,7 @@ def similar_groups(batch: PreparedBatch, returns: np.ndarray, config: AdvantageC
         labels = greedy_clusters([batch.anchors[a] for a in pairs.anchor[visit]], config.similarity_threshold)
         pair_cluster[visit] = labels + offset
         offset += int(labels.max()) + 1
-    return _cluster_normalize(returns, pair_cluster[pairs.row_pair], offset, config)
+    return cluster_normalize(returns, pair_cluster[pairs.row_pair], offset, config.normalization, config.epsilon)
 
 
 def _group_vectors(vectors, pairs: AnchorPairs, n_groups: int) -> Callable[[int], np.ndarray]:
@@ -300,6 +301,6 @@ STEP_GROUPINGS: Dict[str, Callable[[PreparedBatch, np.ndarray, AdvantageConfig],
 }
 
 
-def step_component(batch: PreparedBatch, config: AdvantageConfig) -> StepComponent:
-    """A^S for every row (docs/algorithm.md, "Step level")."""
-    return STEP_GROUPINGS[config.step_grouping](batch, step_returns(batch, config), config)
+def step_component(batch: PreparedBatch, config: AdvantageConfig, grouping: str) -> StepComponent:
+    """A^S for every row under ``grouping`` (docs/algorithm.md, "Step level")."""
+    return STEP_GROUPINGS[grouping](batch, step_returns(batch, config), config)

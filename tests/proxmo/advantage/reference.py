@@ -127,7 +127,7 @@ def episode_advantages(rows: List[dict], config: AdvantageConfig) -> List[float]
             success = value > 0.5
         scale = 1.0 if config.normalization == "mean_norm" else sd + EPS
         centred = (value - mu) / scale
-        w = modulation(success, p, config) if config.modulation else 1.0
+        w = modulation(success, p, config) if getattr(config, "modulation", False) else 1.0
         a = w * centred
         if config.preset == "paper":
             a -= lam * r["invalid"]
@@ -226,17 +226,18 @@ def soft_advantages(rows: List[dict], step_return: List[float], config: Advantag
 
 def reference_advantages(rows: List[dict], config: Optional[AdvantageConfig] = None) -> Dict[str, np.ndarray]:
     """Episode part, step part and total for ``rows`` (dicts with the StepBatch fields), in row order."""
-    config = (config or AdvantageConfig()).resolved()
+    config = config or AdvantageConfig()
     episode = episode_advantages(rows, config)
     returns = returns_of(rows, config.gamma)
     step_return = [g - config.invalid_penalty * r["invalid"] for g, r in zip(returns, rows)]
-    if config.step_grouping == "none":
+    grouping = getattr(config, "step_grouping", "none")
+    if grouping == "none":
         step = [0.0] * len(rows)
-    elif config.step_grouping == "exact":
+    elif grouping == "exact":
         step = cluster_advantages(rows, step_return, [r["anchor"] for r in rows], config)
-    elif config.step_grouping == "similar":
+    elif grouping == "similar":
         step = cluster_advantages(rows, step_return, similar_clusters(rows, config.similarity_threshold), config)
     else:
         step = soft_advantages(rows, step_return, config)
     episode_a, step_a = np.array(episode), np.array(step)
-    return {"episode": episode_a, "step": step_a, "advantages": episode_a + config.step_weight * step_a}
+    return {"episode": episode_a, "step": step_a, "advantages": episode_a + getattr(config, "step_weight", 1.0) * step_a}

@@ -28,7 +28,6 @@ def test_estimator_defaults_match_reference(small_batch, estimator, preset):
 
 GRID = list(
     itertools.product(
-        ["grpo", "gigpo", "proxmo"],
         ["paper", "official"],
         ["mean_norm", "mean_std_norm"],
         [False, True],
@@ -37,10 +36,10 @@ GRID = list(
 )
 
 
-@pytest.mark.parametrize("estimator,preset,normalization,modulation,grouping", GRID)
-def test_every_switch_combination_matches_reference(small_batch, estimator, preset, normalization, modulation, grouping):
+@pytest.mark.parametrize("preset,normalization,modulation,grouping", GRID)
+def test_every_switch_combination_matches_reference(small_batch, preset, normalization, modulation, grouping):
     config = AdvantageConfig(
-        estimator=estimator,
+        estimator="proxmo",
         preset=preset,
         normalization=normalization,
         modulation=modulation,
@@ -50,6 +49,16 @@ def test_every_switch_combination_matches_reference(small_batch, estimator, pres
         step_weight=0.5,
     )
     assert_matches_reference(small_batch, config)
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+@pytest.mark.parametrize("normalization", ["mean_norm", "mean_std_norm"])
+@pytest.mark.parametrize("grouping", ["exact", "similar"])
+def test_gigpo_and_grpo_options_match_reference(small_batch, preset, normalization, grouping):
+    assert_matches_reference(small_batch, AdvantageConfig(estimator="gigpo", preset=preset, normalization=normalization,
+                                                          step_grouping=grouping, similarity_threshold=0.6,
+                                                          step_weight=0.5, gamma=0.9))
+    assert_matches_reference(small_batch, AdvantageConfig(estimator="grpo", preset=preset, normalization=normalization))
 
 
 SOFT_GRID = list(
