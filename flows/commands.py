@@ -45,11 +45,35 @@ def _check_stores(tracking_uri: Optional[str], storage: Optional[str] = None) ->
         refuse(error)
 
 
+def _params(items: List[str]) -> tuple[List[str], Dict[str, List[float]], List[str]]:
+    """``--param NAME[=LOW:HIGH[:log]]`` -> (names, ranges, names on a log scale)."""
+    names, ranges, log_scale = [], {}, []
+    for item in items:
+        name, _, bounds = item.partition("=")
+        name = name.strip()
+        names.append(name)
+        if not bounds:
+            continue
+        parts = bounds.split(":")
+        if len(parts) == 3 and parts[2] == "log":
+            log_scale.append(name)
+            parts = parts[:2]
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            ranges[name] = [float(parts[0]), float(parts[1])]
+        except ValueError:
+            raise typer.BadParameter(f"expected NAME=LOW:HIGH or NAME=LOW:HIGH:log, got {item!r}",
+                                     param_hint="--param") from None
+    return names, ranges, log_scale
+
+
 def ablate(
     preset: Optional[Path] = typer.Argument(None, help=field_help(AblationSpec, "preset"), show_default=False),
     overrides: Optional[List[str]] = typer.Argument(None, help=field_help(AblationSpec, "overrides")),
     variant: List[str] = typer.Option([], "--variant", help="NAME=OVERRIDES, e.g. 'cold=advantage.temperature=0.05 "
-                                      "advantage.estimator=proxmo' (repeat; default: the paper's grid)."),
+                                      "advantage.estimator=proxmo' (repeat; default: the grid's variants)."),
+    grid: Optional[str] = typer.Option(None, help=field_help(AblationSpec, "grid"), show_default=False),
     seeds: List[int] = typer.Option([], "--seed", help=field_help(AblationSpec, "seeds") + " (repeat the option)"),
     name: Optional[str] = typer.Option(None, help=field_help(AblationSpec, "name"), show_default=False),
     baseline: Optional[str] = typer.Option(None, help=field_help(AblationSpec, "baseline")),
@@ -62,7 +86,7 @@ def ablate(
     """Run an ablation grid (variants x seeds) through the Prefect flow and print the comparison table."""
     try:
         spec = AblationSpec.build(preset=str(preset) if preset else None, overrides=overrides or None,
-                                  variants=_variants(variant) or None, seeds=seeds or None, name=name,
+                                  variants=_variants(variant) or None, grid=grid, seeds=seeds or None, name=name,
                                   baseline=baseline, launcher=launcher, output_dir=output_dir, retries=retries,
                                   experiment=experiment, tracking_uri=tracking_uri)
     except ValueError as error:
@@ -84,7 +108,8 @@ def sweep(
     name: Optional[str] = typer.Option(None, help=field_help(SweepSpec, "name"), show_default=False),
     trials: Optional[int] = typer.Option(None, help=field_help(SweepSpec, "n_trials"), show_default=False),
     concurrency: Optional[int] = typer.Option(None, help=field_help(SweepSpec, "concurrency"), show_default=False),
-    param: List[str] = typer.Option([], "--param", help=field_help(SweepSpec, "params") + " (repeat the option)"),
+    param: List[str] = typer.Option([], "--param", help="NAME[=LOW:HIGH[:log]]: " + field_help(SweepSpec, "params")
+                                    + " (repeat the option)"),
     objective: Optional[str] = typer.Option(None, help=field_help(SweepSpec, "objective"), show_default=False),
     pruner: Optional[str] = typer.Option(None, help=field_help(SweepSpec, "pruner"), show_default=False),
     storage: Optional[str] = typer.Option(None, envvar=OPTUNA_STORAGE_ENV, show_envvar=False,
@@ -98,8 +123,10 @@ def sweep(
 ) -> None:
     """Run an Optuna study (TPE) over ProxMO's settings through the Prefect flow and print its trials."""
     try:  # the storage goes to the flow through the environment: Prefect keeps a flow's parameters in plain text
+        params, ranges, log_scale = _params(param)
         spec = SweepSpec.build(preset=str(preset) if preset else None, overrides=overrides or None, name=name,
-                               n_trials=trials, concurrency=concurrency, params=param or None, objective=objective,
+                               n_trials=trials, concurrency=concurrency, params=params or None, ranges=ranges or None,
+                               log_scale=log_scale or None, objective=objective,
                                pruner=pruner, launcher=launcher, output_dir=output_dir, seeds=seeds or None,
                                experiment=experiment, tracking_uri=tracking_uri)
     except ValueError as error:

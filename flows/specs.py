@@ -32,6 +32,18 @@ PAPER_VARIANTS: Dict[str, List[str]] = {
 """The paper's ablation grid: the three estimators, ProxMO without modulation, with exact instead of soft
 step groups, and with the released code's statistics."""
 
+
+
+def zoo_variants() -> Dict[str, List[str]]:
+    """Every registered estimator at its defaults, one variant each (``proxmo estimators`` lists them)."""
+    from proxmo.advantage import ESTIMATORS
+
+    return {name: [f"advantage.estimator={name}"] for name in ESTIMATORS}
+
+
+GRIDS = {"paper": lambda: dict(PAPER_VARIANTS), "zoo": zoo_variants}
+"""Named variant grids: the paper's ablation, and the zoo of every registered estimator."""
+
 SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
     "delta": ("advantage.target_range", 0.01, 0.3, True),
     "beta": ("advantage.beta", 0.02, 1.0, True),
@@ -40,7 +52,9 @@ SEARCH_SPACE: Dict[str, Tuple[str, float, float, bool]] = {
     "omega": ("advantage.step_weight", 0.25, 2.0, False),
     "rollout_temperature": ("rollout.temperature", 0.5, 1.5, False),
 }
-"""What a sweep can search: name -> (config field, low, high, log scale). δ (or β) and τ are searched by default."""
+"""Named search parameters: name -> (config field, low, high, log scale). δ (or β) and τ are searched by default.
+Any other numeric config field (every estimator's numeric options among them) is searched by its dotted key,
+with its range in ``ranges``."""
 
 
 class TrainSpec(LaunchSpec):
@@ -85,9 +99,10 @@ class AblationSpec(LaunchSpec, TrackingSpec):
     """Named variants (each a list of overrides) x seeds, compared with paired differences to a baseline."""
 
     preset: str = Field("configs/alfworld_demo.yaml", description="The preset every variant starts from.")
-    variants: Dict[str, List[str]] = Field(default_factory=lambda: dict(PAPER_VARIANTS), min_length=1,
-                                           description="Variant name -> its dotted overrides (default: the paper's "
-                                           "grid). Each name is a folder and a run name.")
+    grid: Literal[tuple(GRIDS)] = Field("paper", description="The variants when none are given: paper (the paper's "
+                                        "ablation) or zoo (every registered estimator at its defaults).")
+    variants: Dict[str, List[str]] = Field(default_factory=dict, description="Variant name -> its dotted overrides "
+                                           "(default: the grid's). Each name is a folder and a run name.")
     seeds: List[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="Seeds of every variant.")
     overrides: List[str] = Field(default_factory=list, description="Dotted overrides for every job.")
     name: FolderName = Field("ablation", description="The ablation's folder, artifacts and parent MLflow run.")
@@ -99,6 +114,8 @@ class AblationSpec(LaunchSpec, TrackingSpec):
 
     @model_validator(mode="after")
     def _variants_and_baseline(self) -> "AblationSpec":
+        if not self.variants:
+            object.__setattr__(self, "variants", GRIDS[self.grid]())
         for variant in self.variants:
             check_path_component(variant, "variant")
         if self.baseline is not None and self.baseline not in self.variants:
@@ -114,9 +131,11 @@ class SweepSpec(LaunchSpec, TrackingSpec):
     n_trials: int = Field(24, ge=1, description="Finished trials (complete, pruned or failed) the study should hold.")
     concurrency: int = Field(2, ge=1, description="Trials at a time.")
     params: List[str] = Field(default_factory=lambda: ["delta", "tau"], min_length=1,
-                              description=f"Searched, from {list(SEARCH_SPACE)}.")
+                              description=f"Searched: names from {list(SEARCH_SPACE)}, or any numeric config field by "
+                              "its dotted key (e.g. advantage.history_length), whose range ranges must give.")
     ranges: Dict[str, List[float]] = Field(default_factory=dict, description="Name -> [low, high] instead of the "
-                                           "search space's range.")
+                                           "search space's range (required for a dotted key).")
+    log_scale: List[str] = Field(default_factory=list, description="Dotted keys searched on a log scale.")
     objective: Literal[OBJECTIVES] = Field("final", description="final: the last validation success; auc: its "
                                                "mean over the run's evaluations.")
     pruner: str = Field("median", description="median, none or threshold:<lower>.")
@@ -163,14 +182,25 @@ class SweepSpec(LaunchSpec, TrackingSpec):
 
     def space(self) -> Dict[str, Tuple[str, float, float, bool]]:
         """Name -> (config field, low, high, log scale) of every searched parameter, its range as given."""
-        unknown = [p for p in [*self.params, *self.ranges] if p not in SEARCH_SPACE]
+        unknown = [p for p in [*self.params, *self.ranges, *self.log_scale] if p not in SEARCH_SPACE and not _dotted(p)]
         if unknown:
-            raise ValueError(f"params: unknown {unknown}; choose from {list(SEARCH_SPACE)}")
+            raise ValueError(f"params: unknown {unknown}; choose from {list(SEARCH_SPACE)} or give a dotted config "
+                             "key (e.g. advantage.history_length)")
+        if len(set(self.params)) != len(self.params):
+            raise ValueError(f"params: each parameter once, got {self.params}")
         if "delta" in self.params and "beta" in self.params:
             raise ValueError("params: delta and beta set the same modulation strength; search one of them")
+        unsearched = [p for p in [*self.ranges, *self.log_scale] if p not in self.params]
+        if unsearched:
+            raise ValueError(f"ranges: {unsearched} not among the searched params {self.params}")
         space = {}
         for name in self.params:
-            key, low, high, log = SEARCH_SPACE[name]
+            if name in SEARCH_SPACE:
+                key, low, high, log = SEARCH_SPACE[name]
+            elif name not in self.ranges:
+                raise ValueError(f"ranges.{name}: give [low, high] for a dotted parameter")
+            else:
+                key, low, high, log = name, 0.0, 0.0, name in self.log_scale
             if name in self.ranges:
                 if len(self.ranges[name]) != 2:
                     raise ValueError(f"ranges.{name}: give [low, high]")
@@ -181,5 +211,11 @@ class SweepSpec(LaunchSpec, TrackingSpec):
         return space
 
 
-__all__ = ["AblationSpec", "LaunchSpec", "PAPER_VARIANTS", "ReproduceSpec", "SEARCH_SPACE", "SweepSpec", "TrackingSpec",
+def _dotted(name: str) -> bool:
+    """A dotted config key: section.field (or deeper), every part an identifier."""
+    parts = name.split(".")
+    return len(parts) >= 2 and all(part.isidentifier() for part in parts)
+
+
+__all__ = ["AblationSpec", "GRIDS", "LaunchSpec", "PAPER_VARIANTS", "ReproduceSpec", "SEARCH_SPACE", "SweepSpec", "TrackingSpec",
            "TrainSpec"]

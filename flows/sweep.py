@@ -50,7 +50,7 @@ def sweep_flow(spec: SweepSpec = SweepSpec()) -> Dict[str, Any]:
     space = spec.space()
     seed = spec.seeds[0]
     # Every setting is checked before the first trial: the config at the low end of every range.
-    _config(spec, {n: (k, low) for n, (k, low, _, _) in space.items()}, 0, seed)
+    integers = _integer_params(_config(spec, {n: (k, low) for n, (k, low, _, _) in space.items()}, 0, seed), space)
     storage = spec.storage or default_optuna_storage()
     startup = min(8, spec.n_trials)
     storage_backend = study_storage(storage)
@@ -77,7 +77,8 @@ def sweep_flow(spec: SweepSpec = SweepSpec()) -> Dict[str, Any]:
                 try:
                     jobs = []
                     for trial in trials:
-                        values = {n: (k, trial.suggest_float(n, low, high, log=log))
+                        values = {n: (k, trial.suggest_int(n, int(low), int(high), log=log) if n in integers
+                                      else trial.suggest_float(n, low, high, log=log))
                                   for n, (k, low, high, log) in space.items()}
                         trial_jobs = []
                         for index, job_seed in enumerate(spec.seeds):
@@ -159,6 +160,24 @@ def _fail_if_running(storage, study, trial) -> None:
 
     if storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _integer_params(config: TrainConfig, space: Dict[str, Tuple[str, float, float, bool]]) -> set:
+    """The searched parameters whose config field holds an int (searched over integers); a field that is not a
+    number (a switch, a name) is refused before any trial."""
+    integers = set()
+    for name, (key, low, high, _) in space.items():
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"params: {key} is not a numeric setting ({type(value).__name__}); a sweep searches "
+                             "numbers (switch other settings with an ablation's variants)")
+        if isinstance(value, int):
+            if low != int(low) or high != int(high):
+                raise ValueError(f"ranges.{name}: {key} takes whole numbers, got [{low}, {high}]")
+            integers.add(name)
+    return integers
 
 
 def _trial_rows(study, space) -> List[Dict[str, Any]]:

@@ -85,6 +85,8 @@ class StepRecord:
     """choose mode: log pi(choice | prompt) when it was sampled (the behaviour policy)."""
     candidate_ids: Optional[List[List[int]]] = None
     """choose mode: the response ids of every candidate the policy chose among."""
+    next_anchor: Optional[str] = None
+    """The observation the step led to (GraphGPO's state graph reads it)."""
 
 
 @dataclass
@@ -131,6 +133,8 @@ class Rollout:
             invalid=np.array([s.invalid for s in steps], dtype=bool),
             won=np.array([s.won for s in steps], dtype=bool),
             anchor=[s.anchor for s in steps],
+            tokens=np.array([max(1, len(s.response_ids)) for s in steps], dtype=np.int64),
+            next_anchor=[s.next_anchor for s in steps],
         )
 
 
@@ -191,6 +195,7 @@ def collect(
 def _record_step(state: _Slot, record: StepRecord, result: Any) -> None:
     observation, reward, done, info = result
     record.reward = float(reward)
+    record.next_anchor = observation
     state.steps.append(record)
     state.memory.remember(state.observation, record.action)
     state.observation = observation

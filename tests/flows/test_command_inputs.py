@@ -79,3 +79,17 @@ def test_a_storage_password_is_kept_out_of_parameters_and_printed_results(tmp_pa
     assert stored.get("storage") is None  # the URL went to the flow through PROXMO_OPTUNA_STORAGE
     assert "study via-env" in result.output
     assert "PROXMO_OPTUNA_STORAGE" not in os.environ  # the command leaves the environment as it found it
+
+
+def test_the_zoo_grid_holds_every_registered_estimator_at_its_defaults():
+    from flows.specs import AblationSpec
+    from proxmo.advantage import ESTIMATORS
+
+    zoo = AblationSpec.build(grid="zoo")
+    assert zoo.variants == {name: [f"advantage.estimator={name}"] for name in ESTIMATORS}
+    assert {"drgrpo", "rloo", "reinforce_pp_baseline", "hgpo", "g2po", "graphgpo"} <= set(zoo.variants)
+    assert AblationSpec.build(grid="zoo", variants={"a": ["advantage.estimator=rloo"]}).variants == {
+        "a": ["advantage.estimator=rloo"]}  # variants given win over the grid
+    assert AblationSpec.model_validate(zoo.model_dump()) == zoo  # as a deployment sends it back
+    with pytest.raises(ValueError, match="grid"):
+        AblationSpec.build(grid="everything")

@@ -111,6 +111,47 @@ def test_proxmo_sweep_command_prints_the_trials(tmp_path):
     assert "study cli-sweep" in result.output and "best:" in result.output and "COMPLETE" in result.output
 
 
+def test_a_sweep_searches_any_numeric_option_of_any_estimator(tmp_path):
+    from typer.testing import CliRunner
+
+    from proxmo.cli import app
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = CliRunner().invoke(app, ["sweep", "configs/alfworld_demo.yaml", *TINY, "advantage.estimator=hgpo",
+                                      "--param", "advantage.history_length=0:4", "--param", "advantage.alpha=0.1:4:log",
+                                      "--name", "hgpo-sweep", "--trials", "3", "--concurrency", "1", "--pruner", "none",
+                                      "--storage", storage, "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="hgpo-sweep", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    for trial in trials:  # an int option is searched over whole numbers
+        assert isinstance(trial.params["advantage.history_length"], int) and 0 <= trial.params["advantage.history_length"] <= 4
+        assert 0.1 <= trial.params["advantage.alpha"] <= 4.0
+        config = json.loads(json.dumps(trial.distributions["advantage.alpha"]._asdict()))
+        assert config["log"] is True
+    runs = tmp_path / "runs" / "hgpo-sweep"
+    saved = {p.parent.name: p.read_text() for p in runs.glob("trial*/config.yaml")}
+    assert len(saved) == 3 and all("estimator: hgpo" in text for text in saved.values())
+
+
+def test_a_dotted_sweep_parameter_is_checked_before_any_trial(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    common = dict(preset="configs/alfworld_demo.yaml", name="bad-dotted", n_trials=1, storage=storage,
+                  output_dir=str(tmp_path / "runs"), overrides=TINY)
+    for kwargs, message in [
+        (dict(params=["advantage.history_length"], ranges={"advantage.history_length": [1, 3]}),
+         "history_length: not an option of estimator 'proxmo'"),
+        (dict(params=["advantage.modulation"], ranges={"advantage.modulation": [0, 1]}), "not a numeric setting"),
+        (dict(params=["advantage.max_features"], ranges={"advantage.max_features": [8.5, 64]}),
+         "advantage.max_features: Input should be a valid integer"),
+        (dict(params=["advantage.temperature"]), "ranges.advantage.temperature: give"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            sweep_flow(SweepSpec.build(**common, **kwargs))
+    assert not (tmp_path / "runs").exists()
+    assert "bad-dotted" not in optuna.study.get_all_study_names(storage)
+
+
 def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(preset="configs/alfworld_demo.yaml", concurrency=1, overrides=TINY, storage=storage,

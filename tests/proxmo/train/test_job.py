@@ -363,3 +363,22 @@ def test_acting_and_the_update_score_candidates_the_way_the_config_says(tmp_path
         assert not torch.allclose(by[False], by[True])  # the two scores differ, so the check above tells them apart
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize("estimator", ["drgrpo", "rloo", "reinforce_pp_baseline", "hgpo", "g2po", "graphgpo"])
+def test_every_estimator_trains_a_job_and_logs_its_diagnostics(tmp_path, estimator):
+    from proxmo.results import contract
+
+    data = _alfworld(tmp_path, estimator, action_mode="choose", n_groups=2, group_size=3)
+    data["advantage"] = {"estimator": estimator, "preset": "official"}
+    result = train(build_config(data), progress=False)
+    metrics = _by_step(result.run_dir)[1]
+    assert metrics["adv/rows"] == metrics[contract.BATCH_STEPS] > 0
+    assert metrics[contract.ADV_SECONDS] > 0 and 0 < metrics[contract.ADV_FRACTION] < 1
+    assert all(value == value for key, value in metrics.items() if key.startswith("adv/"))  # no NaN
+    own = {"reinforce_pp_baseline": "adv/token_weighted", "hgpo": "adv/history_items_mean",
+           "g2po": "adv/node_singleton_fraction", "graphgpo": "adv/distance_to_success_mean"}
+    if estimator in own:
+        assert own[estimator] in metrics
+    if estimator == "reinforce_pp_baseline":
+        assert metrics["adv/token_weighted"] == 1.0  # the job passes each step's response token count
