@@ -103,3 +103,55 @@ def test_modulation_parameters_match_reference(small_batch, modulation_params):
 def test_tiny_temperature_is_stable(small_batch):
     assert_matches_reference(small_batch, AdvantageConfig(temperature=1e-3))
     assert_matches_reference(small_batch, AdvantageConfig(temperature=1e-3, leave_one_out=True))
+
+
+NEW_METHOD_OPTIONS = [
+    ("drgrpo", {}),
+    ("rloo", {}),
+    ("reinforce_pp_baseline", {}),
+    ("hgpo", {}),
+    ("hgpo", {"history_length": 4, "alpha": 0.0, "normalization": "mean_norm"}),
+    ("hgpo", {"history_length": 0, "base_group": True}),
+    ("hgpo", {"history_length": 1, "alpha": 2.0, "base_group": True, "normalization": "mean_norm"}),
+    ("g2po", {}),
+    ("g2po", {"normalization": "mean_norm", "step_weight": 0.5, "value_discount": 0.9, "terminal_value": 1.0}),
+    ("graphgpo", {}),
+    ("graphgpo", {"normalize_distance": True, "graph_gamma": 0.5}),
+    ("graphgpo", {"normalization": "mean_norm", "episode_weight": 0.0, "step_weight": 2.0, "goal_value": 1.0}),
+]
+
+
+def with_extras(batch, seed: int, next_anchor: bool):
+    """The batch with token counts and (optionally) next observations: the next step's anchor, and for a last step
+    an observation that is sometimes another step's anchor."""
+    from proxmo.advantage import StepBatch
+
+    rng = np.random.default_rng(seed)
+    rows = rows_of(batch)
+    following = {(r["traj"], r["t"]): r["anchor"] for r in rows}
+    anchors = sorted({r["anchor"] for r in rows})
+    extras = {"tokens": rng.integers(1, 20, size=len(rows))}
+    if next_anchor:
+        extras["next_anchor"] = [following.get((r["traj"], r["t"] + 1))
+                                 or (anchors[int(rng.integers(len(anchors)))] if rng.random() < 0.5 else f"end {r['traj']}")
+                                 for r in rows]
+    return StepBatch(**{name: [r[name] for r in rows] for name in rows[0]}, **extras)
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+@pytest.mark.parametrize("method,options", NEW_METHOD_OPTIONS, ids=lambda v: str(v))
+@pytest.mark.parametrize("extras", ["none", "tokens", "tokens+next"])
+def test_the_new_methods_match_their_row_by_row_reference(small_batch, preset, method, options, extras):
+    from .reference_methods import reference_method
+
+    batch = small_batch if extras == "none" else with_extras(small_batch, 5, next_anchor=extras == "tokens+next")
+    config = AdvantageConfig(estimator=method, preset=preset, gamma=0.9, **options)
+    result = compute_advantages(batch, config)
+    rows = rows_of(batch)
+    if batch.tokens is not None:
+        for row, tokens in zip(rows, batch.tokens.tolist()):
+            row["tokens"] = tokens
+    if batch.next_anchor is not None:
+        for row, text in zip(rows, batch.next_anchor.tolist()):
+            row["next_anchor"] = text
+    np.testing.assert_allclose(result.advantages, reference_method(rows, config), atol=TOL, rtol=0)
