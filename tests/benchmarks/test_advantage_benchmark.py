@@ -16,3 +16,9 @@ def test_benchmark_runs_and_agrees_with_the_release_style_code():
     difference = float(re.search(r"largest difference between the two implementations: (\S+)", out).group(1))
     assert difference < 1e-5
     assert "ProxMO at" in out
+    from proxmo.advantage import ESTIMATORS
+
+    zoo = out.split("Every estimator at its defaults", 1)[1]
+    for estimator in ESTIMATORS:  # the second table times every registered estimator
+        assert re.search(rf"^\s*{estimator}\s+\d", zoo, re.M), zoo
+    assert re.search(r"slowest new estimator: \w+ at [\d.]+x ProxMO's time", zoo), zoo
