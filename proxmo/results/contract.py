@@ -78,6 +78,10 @@ ITERATION_SECONDS = timing_key("iteration")
 STEPS_PER_SECOND = metric_key(TIMING, "steps_per_s")
 BATCH_STEPS = metric_key(BATCH, "steps")
 """Rows (steps) the iteration's update trained on."""
+KEPT_FRACTION = metric_key(BATCH, "kept_fraction")
+"""Dynamic sampling: the share of collected groups whose episodes' returns differ (the others are dropped)."""
+EXTRA_COLLECTIONS = metric_key(BATCH, "extra_collections")
+"""Dynamic sampling: collections beyond the first that refilled the batch."""
 ADV_SECONDS = timing_key("adv")
 ADV_FRACTION = fraction_key("adv")
 """The share of an iteration spent computing advantages: ProxMO's overhead."""

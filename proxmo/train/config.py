@@ -95,6 +95,13 @@ class RolloutConfig(_Section):
         "log-probability; the sum makes an untrained model always pick the shortest action.",
     )
 
+    dynamic_sampling: bool = Field(
+        False, description="Drop groups whose episodes all have the same return and refill the batch with new "
+        "groups (DAPO's dynamic sampling; proxmo/train/sampling.py).")
+    max_collections: int = Field(
+        10, ge=1, description="Dynamic sampling: collections per iteration at most; after the last, the batch is "
+        "filled with its dropped groups.")
+
     @property
     def length_normalize(self) -> bool:
         """Whether choose mode scores candidates by their mean token log-probability (what acting and the update use)."""

@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -32,12 +32,13 @@ from proxmo.advantage import compute_advantages
 from proxmo.results import contract
 from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
                                      metric_key)
-from proxmo.rollout import RolloutSettings, collect
+from proxmo.rollout import Rollout, RolloutSettings
 from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.evaluation import Evaluation, logged_evaluations
-from proxmo.train.metrics import Timings, rollout_metrics
+from proxmo.train.metrics import Timings
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
+from proxmo.train.sampling import collect_batch
 from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
                                 resume_candidates_of, rollout_settings, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
@@ -206,8 +207,7 @@ class Trainer:
         settings = self._settings(c.rollout.temperature)
         self.policy.model.eval()
         with timings("rollout"):
-            rollout = collect(self._train_pool(), self.policy, self.sample_tasks(), settings, self.generator)
-        metrics = rollout_metrics(rollout, contract.TRAIN)
+            rollout, played, metrics = self._collect(settings)
         steps = rollout.trained_steps()
         if not steps:
             logger.warning("iteration %d: every episode aborted; no update", index)
@@ -240,9 +240,14 @@ class Trainer:
         metrics[metric_key(contract.BATCH, "prompt_tokens_mean")] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
         metrics.update(timings.metrics(total))
         metrics[contract.ITERATION_SECONDS] = total
-        metrics[contract.STEPS_PER_SECOND] = len(rollout.steps) / total
+        metrics[contract.STEPS_PER_SECOND] = len(played.steps) / total
         self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
         return metrics
+
+    def _collect(self, settings: RolloutSettings) -> Tuple[Rollout, Rollout, Dict[str, float]]:
+        """The batch to train on, everything played, and the training metrics (over everything played)."""
+        return collect_batch(self._train_pool(), self.policy, self.sample_tasks, settings, self.generator,
+                             self.config.rollout)
 
     def _sequences(self, steps) -> Sequences:
         """What the update trains: token sequences, or in choose mode the candidate distributions."""
