@@ -185,6 +185,25 @@ def curves(
 
 
 @app.command()
+def leaderboard(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="An ablation's folder (runs <variant>__s<seed>/)."),
+    baseline: Optional[str] = typer.Option(None, help="The variant the others are compared with (default: grpo if "
+                                           "it is one, else the first)."),
+) -> None:
+    """Rank an ablation's variants: final success and its mean over evaluations with 95% intervals, paired
+    differences to the baseline with Holm-adjusted p-values, advantage share and minutes per run."""
+    from proxmo.results.leaderboard import leaderboard as rank, leaderboard_table, read_entries
+
+    try:
+        entries = read_entries(folder)
+        rows = rank(entries, baseline)
+    except ValueError as error:
+        refuse(error)
+    base = next(row.variant for row in rows if row.difference["final"] is None)
+    console.print(leaderboard_table(rows, base), highlight=False, soft_wrap=True)
+
+
+@app.command()
 def version() -> None:
     """Print the installed version."""
     from importlib.metadata import version as installed

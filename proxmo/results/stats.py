@@ -69,4 +69,28 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
     return t_interval([values[s] - baseline[s] for s in common], confidence)
 
 
-__all__ = ["Interval", "paired_difference", "t_interval"]
+def paired_p_value(values: Mapping[int, float], baseline: Mapping[int, float]) -> float:
+    """Two-sided paired t-test of ``values[s] - baseline[s]`` over common seeds; NaN with fewer than two seeds or
+    no spread in the differences (nothing to test)."""
+    common = sorted(set(values) & set(baseline))
+    differences = np.array([values[s] - baseline[s] for s in common])
+    if len(differences) < 2 or not np.any(differences != differences[0]):
+        return float("nan")
+    return float(stats.ttest_rel([values[s] for s in common], [baseline[s] for s in common]).pvalue)
+
+
+def holm(p_values: Mapping[str, float]) -> dict:
+    """Holm's step-down adjustment of a family of p-values (the family-wise error rate held at the level a test
+    uses): sorted ascending, p_(i) * (m - i + 1), made non-decreasing, capped at 1. NaN values stay NaN and do
+    not count towards m."""
+    tested = sorted((p, name) for name, p in p_values.items() if not math.isnan(p))
+    m = len(tested)
+    adjusted = {name: float("nan") for name in p_values}
+    running = 0.0
+    for rank, (p, name) in enumerate(tested):
+        running = max(running, min(1.0, p * (m - rank)))
+        adjusted[name] = running
+    return adjusted
+
+
+__all__ = ["Interval", "holm", "paired_difference", "paired_p_value", "t_interval"]
