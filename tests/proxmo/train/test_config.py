@@ -81,3 +81,23 @@ def test_cross_field_defaults_are_resolved_once_on_the_config():
     assert config.with_updates(model={"seed": 2}).policy_model.seed == 2  # unless it has a seed of its own
     assert config.env_options["max_steps"] == 9 and "max_steps" not in config.env.options
     assert config.rollout.length_normalize is False
+
+
+def test_an_estimators_options_reach_it_from_yaml_and_overrides_and_survive_a_saved_config(tmp_path):
+    from proxmo.train.config import save_config
+
+    preset = tmp_path / "hgpo.yaml"
+    preset.write_text("advantage:\n  estimator: hgpo\n  history_length: 4\n  preset: official\n")
+    config = load_config(preset, ["advantage.base_group=true", "advantage.alpha=0.5"])
+    options = config.advantage.options
+    assert (type(options).__name__, options.history_length, options.base_group, options.alpha) == (
+        "HgpoOptions", 4, True, 0.5)
+    save_config(config, tmp_path / "saved.yaml")
+    assert "history_length: 4" in (tmp_path / "saved.yaml").read_text()  # flat, as it was written
+    assert load_config(tmp_path / "saved.yaml") == config
+    with pytest.raises(ConfigError, match=r"advantage\.temperature: not an option of estimator 'hgpo'"):
+        load_config(preset, ["advantage.temperature=0.2"])
+    # switching the estimator in an override leaves the preset's options behind it: refused, named
+    with pytest.raises(ConfigError, match=r"advantage\.history_length: not an option of estimator 'grpo' \(it is an "
+                                          r"option of hgpo\)"):
+        load_config(preset, ["advantage.estimator=grpo"])
