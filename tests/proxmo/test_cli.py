@@ -24,8 +24,30 @@ def write_records(path: Path, batch) -> list[dict]:
 def test_installed_command_lists_estimators():
     exe = Path(sys.executable).with_name("proxmo")
     out = subprocess.run([str(exe), "estimators"], capture_output=True, text=True, check=True).stdout
-    for name in ("grpo", "gigpo", "proxmo"):
+    from proxmo.advantage import ESTIMATORS
+
+    for name in ESTIMATORS:
         assert name in out
+
+
+def test_one_estimators_options_are_listed_with_types_ranges_and_help():
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["estimators", "hgpo"])
+    assert result.exit_code == 0, result.output
+    for expected in ("history_length", "int", "ge 0", "base_group", "bool", "mean_norm | mean_std_norm",
+                     "Depth weight exponent"):
+        assert expected in result.output, expected
+    listing = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["estimators"]).output
+    assert "graph_gamma=0.1" in listing and "history_length=2" in listing and "temperature=0.1" in listing
+    unknown = CliRunner().invoke(app, ["estimators", "ppo"])
+    assert unknown.exit_code == 2 and "unknown estimator 'ppo'" in unknown.output
+
+
+def test_advantages_refuses_an_option_of_another_estimator(tmp_path):
+    batch = alfworld_like_batch(n_groups=1, seed=1)
+    write_records(tmp_path / "steps.jsonl", batch)
+    result = CliRunner().invoke(app, ["advantages", str(tmp_path / "steps.jsonl"), "--estimator", "rloo",
+                                      "--set", "temperature=0.2"])
+    assert result.exit_code == 2 and "temperature: not an option of estimator 'rloo'" in result.output
 
 
 def test_advantages_from_a_jsonl_file(tmp_path):
