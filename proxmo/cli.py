@@ -199,7 +199,7 @@ def leaderboard(
         rows = rank(entries, baseline)
     except ValueError as error:
         refuse(error)
-    base = next(row.variant for row in rows if row.difference["final"] is None)
+    base = next(row.variant for row in rows if row.is_baseline)
     console.print(leaderboard_table(rows, base), highlight=False, soft_wrap=True)
 
 

@@ -43,6 +43,7 @@ class LeaderRow:
     p_holm: Dict[str, float]
     adv_fraction: Optional[float]
     wall_minutes: Interval
+    is_baseline: bool = False
 
 
 def wall_seconds(records) -> float:
@@ -94,7 +95,7 @@ def leaderboard(entries: List[Entry], baseline: Optional[str] = None, confidence
     for name, seeds in variants.items():
         value = {m: t_interval([getattr(e, m) for e in seeds.values()], confidence) for m in MEASURES}
         difference: Dict[str, Optional[Interval]] = {m: None for m in MEASURES}
-        if name != baseline:
+        if name != baseline and set(seeds) & set(variants[baseline]):  # no seed in common: nothing to pair
             for m in MEASURES:
                 mine = {s: getattr(e, m) for s, e in seeds.items()}
                 difference[m] = paired_difference(mine, base[m], confidence)
@@ -105,7 +106,7 @@ def leaderboard(entries: List[Entry], baseline: Optional[str] = None, confidence
     adjusted = {m: holm(p_values[m]) for m in MEASURES}
     rows = [LeaderRow(name, seeds, value, difference,
                       {m: p_values[m].get(name, float("nan")) for m in MEASURES},
-                      {m: adjusted[m].get(name, float("nan")) for m in MEASURES}, fraction, wall)
+                      {m: adjusted[m].get(name, float("nan")) for m in MEASURES}, fraction, wall, name == baseline)
             for name, seeds, value, difference, fraction, wall in partial]
     return sorted(rows, key=lambda row: -row.value["final"].mean)
 
@@ -116,11 +117,11 @@ def _p(value: float) -> str:
 
 def leaderboard_table(rows: List[LeaderRow], baseline: str) -> str:
     """The leaderboard as markdown: success in percent with 95% intervals, differences to the baseline with their
-    raw and Holm-adjusted p-values."""
+    raw and Holm-adjusted p-values ("-" where a variant shares no seed with the baseline)."""
     lines = []
     for row in rows:
         lines.append({
-            "estimator": row.variant, "seeds": len(row.seeds),
+            "estimator": row.variant, "seeds": len(row.seeds) if len(row.seeds) > 1 else f"1 (seed {row.seeds[0]})",
             "final success": row.value["final"].format(),
             f"final - {baseline}": row.difference["final"].format() if row.difference["final"] else "-",
             "p final (Holm)": f"{_p(row.p_value['final'])} ({_p(row.p_holm['final'])})" if row.difference["final"] else "-",

@@ -69,3 +69,15 @@ def test_the_command_prints_the_leaderboard_and_refuses_an_empty_folder(tmp_path
     empty.mkdir()
     result = CliRunner().invoke(app, ["leaderboard", str(empty)])
     assert result.exit_code == 2 and "no finished run" in result.output
+
+
+def test_a_variant_without_a_seed_in_common_with_the_baseline_is_listed_unpaired(tmp_path):
+    _run(tmp_path, "grpo", 0, [0.2, 0.4])
+    _run(tmp_path, "grpo", 1, [0.2, 0.5])
+    _run(tmp_path, "late", 7, [0.2, 0.6])
+    rows = {row.variant: row for row in leaderboard(read_entries(tmp_path))}
+    assert rows["late"].difference["final"] is None and np.isnan(rows["late"].p_value["final"])
+    assert rows["grpo"].is_baseline and not rows["late"].is_baseline
+    result = CliRunner().invoke(app, ["leaderboard", str(tmp_path)])
+    assert "final - grpo" in result.output  # the baseline, not the first row without a difference
+    assert "| late | 1 (seed 7) | 60.0 | - | - |" in leaderboard_table(list(rows.values()), "grpo")
