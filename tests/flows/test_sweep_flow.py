@@ -135,21 +135,29 @@ def test_a_sweep_searches_any_numeric_option_of_any_estimator(tmp_path):
 
 
 def test_a_dotted_sweep_parameter_is_checked_before_any_trial(tmp_path):
+    from flows.sweep import _config, _integer_params
+
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     common = dict(preset="configs/alfworld_demo.yaml", name="bad-dotted", n_trials=1, storage=storage,
                   output_dir=str(tmp_path / "runs"), overrides=TINY)
+    with pytest.raises(ValueError, match="history_length: not an option of estimator 'proxmo'"):
+        sweep_flow(SweepSpec.build(**common, params=["advantage.history_length"],
+                                   ranges={"advantage.history_length": [1, 3]}))
+    assert not (tmp_path / "runs").exists()
+    assert "bad-dotted" not in optuna.study.get_all_study_names(storage)
+    # the same check the flow runs first: the config at the low end of every range
     for kwargs, message in [
-        (dict(params=["advantage.history_length"], ranges={"advantage.history_length": [1, 3]}),
-         "history_length: not an option of estimator 'proxmo'"),
         (dict(params=["advantage.modulation"], ranges={"advantage.modulation": [0, 1]}), "not a numeric setting"),
         (dict(params=["advantage.max_features"], ranges={"advantage.max_features": [8.5, 64]}),
          "advantage.max_features: Input should be a valid integer"),
-        (dict(params=["advantage.temperature"]), "ranges.advantage.temperature: give"),
+        (dict(params=["advantage.max_features"], ranges={"advantage.max_features": [8, 64.5]}), "whole numbers"),
     ]:
+        spec = SweepSpec.build(**common, **kwargs)
+        space = spec.space()
         with pytest.raises(ValueError, match=message):
-            sweep_flow(SweepSpec.build(**common, **kwargs))
-    assert not (tmp_path / "runs").exists()
-    assert "bad-dotted" not in optuna.study.get_all_study_names(storage)
+            _integer_params(_config(spec, {n: (k, low) for n, (k, low, _, _) in space.items()}, 0, 0), space)
+    with pytest.raises(ValueError, match="ranges.advantage.temperature: give"):
+        SweepSpec.build(**common, params=["advantage.temperature"])
 
 
 def test_a_trial_over_several_seeds_scores_their_mean_and_is_pruned_as_one(tmp_path):
