@@ -120,3 +120,21 @@ def test_the_dashboard_compares_with_the_baseline_the_ablation_used(tmp_path):
     assert baseline == "proxmo-cold" and [r.variant for r in rows] == ["proxmo-cold", "gigpo"]
     assert rows[0].difference is None
     assert rows[1].difference.mean == pytest.approx(rows[1].final.mean - rows[0].final.mean)  # one seed: paired = plain
+
+
+@pytest.mark.integration
+def test_the_zoo_grid_trains_every_estimator_and_ranks_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from proxmo.advantage import ESTIMATORS
+    from proxmo.cli import app
+
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["ablate", "configs/alfworld_demo.yaml", *TINY, "--grid", "zoo", "--seed", "0",
+                                      "--seed", "1", "--name", "zoo", "--output-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    for name in ESTIMATORS:
+        assert f"| {name} | 2 |" in result.output, name
+    board = CliRunner().invoke(app, ["leaderboard", str(runs / "zoo")])
+    assert board.exit_code == 0, board.output
+    assert all(f"| {name} | 2 |" in board.output for name in ESTIMATORS) and "final - grpo" in board.output
