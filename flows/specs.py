@@ -115,7 +115,7 @@ class AblationSpec(LaunchSpec, TrackingSpec):
     @model_validator(mode="after")
     def _variants_and_baseline(self) -> "AblationSpec":
         if not self.variants:
-            object.__setattr__(self, "variants", GRIDS[self.grid]())
+            self.variants = GRIDS[self.grid]()
         for variant in self.variants:
             check_path_component(variant, "variant")
         if self.baseline is not None and self.baseline not in self.variants:

@@ -23,8 +23,8 @@ def _scores(batch: PreparedBatch, config):
     traj_return = segment_sum(batch.reward, batch.traj, batch.n_traj)
     if config.preset == "official":
         score = traj_return[batch.traj] - config.invalid_penalty * batch.invalid
-        return score, np.arange(batch.n_rows), batch.group, batch.n_rows
-    return traj_return, batch.traj, batch.traj_group, batch.n_traj
+        return score, np.arange(batch.n_rows), batch.group
+    return traj_return, batch.traj, batch.traj_group
 
 
 def _finish(batch: PreparedBatch, config, item_advantage: np.ndarray, item_of_row: np.ndarray) -> Components:
@@ -47,7 +47,7 @@ def rloo(batch: PreparedBatch, config) -> Components:
     Items are trajectories (paper) or rows (official). An item alone in its group has no baseline: 0 under
     ``paper``; under ``official`` its score unchanged, as verl-agent returns it.
     """
-    score, item_of_row, item_group, n_items = _scores(batch, config)
+    score, item_of_row, item_group = _scores(batch, config)
     mean, _, count = segment_mean_std(score, item_group, batch.n_groups)
     n = count[item_group]
     alone = n < 2
@@ -71,15 +71,14 @@ def whiten(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def reinforce_pp_baseline(batch: PreparedBatch, config) -> Components:
-    """REINFORCE++-baseline: the group mean removed, then whitened over the batch.
+    """REINFORCE++-baseline: the group mean removed (as Dr. GRPO does), then whitened over the batch.
 
     The whitening weighs each row by its response token count when the batch has ``tokens`` (exactly what
     verl-agent computes over response tokens); without them every row weighs 1, an approximation.
     """
-    score, item_of_row, item_group, _ = _scores(batch, config)
+    score, item_of_row, item_group = _scores(batch, config)
     mean, _, count = segment_mean_std(score, item_group, batch.n_groups)
-    if config.preset == "official":
-        mean[count < 2] = 0.0
+    mean[count < 2] = 0.0  # GRPO's rule, in both presets: a group of one item has mean 0
     centred = (score - mean[item_group])[item_of_row]
     weights = batch.tokens.astype(np.float64) if batch.tokens is not None else np.ones(batch.n_rows)
     advantage = whiten(centred, weights)

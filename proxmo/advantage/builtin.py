@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from proxmo.advantage.batch import PreparedBatch
 from proxmo.advantage.episode import episode_component
@@ -58,13 +58,17 @@ class ProxmoOptions(EstimatorOptions):
     fit_scope: FitScope = Field("batch", description="Fit the vectoriser on the whole batch or per episode group.")
     similarity_backend: str = Field("tfidf", description="Registered similarity backend: tfidf, bm25, ...")
 
-    @model_validator(mode="after")
-    def _check(self) -> "ProxmoOptions":
+    @field_validator("similarity_backend")
+    @classmethod
+    def _registered_backend(cls, value: str) -> str:
         from proxmo.advantage.registry import SIMILARITY_BACKENDS
 
-        if self.similarity_backend not in SIMILARITY_BACKENDS:
-            raise ValueError(f"similarity_backend: unknown backend {self.similarity_backend!r}; "
-                             f"registered: {sorted(SIMILARITY_BACKENDS)}")
+        if value not in SIMILARITY_BACKENDS:
+            raise ValueError(f"unknown backend {value!r}; registered: {sorted(SIMILARITY_BACKENDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "ProxmoOptions":
         default_range = type(self).model_fields["target_range"].default
         if self.beta is not None and "target_range" in self.model_fields_set and self.target_range != default_range:
             raise ValueError("beta and target_range: give one of them, not both (beta is derived from target_range)")

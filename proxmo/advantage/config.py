@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_serializer, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from proxmo.advantage.options import EstimatorOptions
 
@@ -51,13 +52,14 @@ class AdvantageConfig(BaseModel):
         data = dict(data)
         estimator = data.get("estimator", DEFAULT_ESTIMATOR)
         if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator: unknown estimator {estimator!r}; registered: {sorted(ESTIMATORS)}")
+            raise _invalid([(("estimator",), estimator, f"unknown estimator {estimator!r}; registered: "
+                                                         f"{sorted(ESTIMATORS)}")])
         options_class = ESTIMATORS[estimator].options
         given = data.pop("options", None)
         if isinstance(given, EstimatorOptions):
             if not isinstance(given, options_class):
-                raise ValueError(f"options: {type(given).__name__} are not the options of estimator {estimator!r} "
-                                 f"({options_class.__name__})")
+                raise _invalid([(("options",), given, f"{type(given).__name__} are not the options of estimator "
+                                                      f"{estimator!r} ({options_class.__name__})")])
             given = given.model_dump(exclude_unset=True)
         merged: Dict[str, Any] = dict(given or {})
         for key in [key for key in data if key not in cls.model_fields]:
@@ -65,7 +67,7 @@ class AdvantageConfig(BaseModel):
         try:
             data["options"] = options_class.model_validate(merged)
         except ValidationError as error:
-            raise ValueError(_options_error(estimator, options_class, error)) from None
+            raise _options_error(estimator, options_class, error) from None
         return data
 
     @model_serializer(mode="wrap")
@@ -81,29 +83,35 @@ class AdvantageConfig(BaseModel):
                 return getattr(options, name)
         return super().__getattr__(name)  # type: ignore[misc]
 
-    def option_names(self) -> List[str]:
-        """The names of the estimator's own options."""
-        return list(type(self.options).model_fields)
 
 
-def _options_error(estimator: str, options_class: type[EstimatorOptions], error: ValidationError) -> str:
+SHARED_FIELDS = tuple(name for name in AdvantageConfig.model_fields if name != "options")
+"""The fields every estimator shares; everything else is an option of the chosen estimator."""
+
+
+def _invalid(problems: List[tuple]) -> ValidationError:
+    """A ValidationError whose errors sit at the options' own places (``advantage.temperature`` in a run config),
+    from (loc, input, message) triples."""
+    return ValidationError.from_exception_data("AdvantageConfig", [
+        InitErrorDetails(type=PydanticCustomError("advantage_option", "{message}", {"message": message}), loc=loc,
+                         input=value) for loc, value, message in problems])
+
+
+def _options_error(estimator: str, options_class: type[EstimatorOptions], error: ValidationError) -> ValidationError:
+    """The options class's errors, each at its option's name, saying which estimator it belongs to."""
     from proxmo.advantage.registry import ESTIMATORS
 
-    lines = []
+    problems = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not name:
-            lines.append(f"{message} (estimator {estimator!r})")
-        elif item["type"] == "extra_forbidden":
+        loc, message = tuple(item["loc"]), item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            name = ".".join(str(part) for part in loc)
             owners = sorted(other for other, entry in ESTIMATORS.items() if name in entry.options.model_fields)
             where = f" (it is an option of {' and '.join(owners)})" if owners else ""
             own = sorted(options_class.model_fields)
-            lines.append(f"{name}: not an option of estimator {estimator!r}{where}. Options of {estimator}: "
-                         f"{', '.join(own) if own else 'none besides ' + ', '.join(SHARED_FIELDS)}")
+            message = (f"not an option of estimator {estimator!r}{where}. Options of {estimator}: "
+                       f"{', '.join(own) if own else 'none besides ' + ', '.join(SHARED_FIELDS)}")
         else:
-            lines.append(f"{name}: {message} (an option of estimator {estimator!r})")
-    return "; ".join(lines)
-
-
-SHARED_FIELDS = ("estimator", "preset", "gamma", "invalid_penalty", "epsilon")
+            message = f"{message} ({'an option' if loc else 'the options'} of estimator {estimator!r})"
+        problems.append((loc, item.get("input"), message))
+    return _invalid(problems)

@@ -38,7 +38,7 @@ def g2po(batch: PreparedBatch, config) -> Components:
     traj_return = segment_sum(batch.reward, batch.traj, batch.n_traj)[batch.traj]
     length = batch.traj_len[batch.traj]
     discounted = options.value_discount ** (length - batch.t).astype(np.float64) * traj_return
-    value = segment_sum(discounted, node, n_nodes) / np.maximum(segment_sum(np.ones(batch.n_rows), node, n_nodes), 1.0)
+    value = segment_sum(discounted, node, n_nodes) / pairs.count
     last = batch.t == length - 1
     next_value = np.where(batch.won, options.terminal_value, 0.0)
     inner = np.flatnonzero(~last)

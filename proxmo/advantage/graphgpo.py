@@ -18,7 +18,7 @@ from proxmo.advantage.batch import PreparedBatch
 from proxmo.advantage.episode import episode_component
 from proxmo.advantage.options import EstimatorOptions, Normalization, normalization_field
 from proxmo.advantage.registry import Components, register_estimator
-from proxmo.advantage.step import anchor_pairs, cluster_normalize
+from proxmo.advantage.step import AnchorPairs, anchor_pairs, cluster_normalize
 
 
 class GraphgpoOptions(EstimatorOptions):
@@ -31,23 +31,23 @@ class GraphgpoOptions(EstimatorOptions):
     episode_weight: float = Field(1.0, ge=0.0, description="w_e: weight of the episode term (0 drops it).")
 
 
-def next_nodes(batch: PreparedBatch, pair_of_row: np.ndarray, pair_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def next_nodes(batch: PreparedBatch, pairs: AnchorPairs) -> tuple[np.ndarray, np.ndarray]:
     """The node each row leads to, and the task group of every node.
 
     Nodes: the (group, anchor) pairs 0..P-1, then one success node per group, then the other observations.
     """
-    n_pairs = len(pair_group)
+    n_pairs = len(pairs.group)
     last = batch.t == batch.traj_len[batch.traj] - 1
     success = n_pairs + batch.group
     target = np.empty(batch.n_rows, dtype=np.int64)
     if batch.next_anchor is None:
         inner = np.flatnonzero(~last)
-        target[inner] = pair_of_row[inner + 1]
+        target[inner] = pairs.row_pair[inner + 1]
         lost_end = np.flatnonzero(last & ~batch.won)
         target[lost_end] = n_pairs + batch.n_groups + np.arange(len(lost_end))  # a terminal of its own
         extra_group = batch.group[lost_end]
     else:
-        known = {(int(g), batch.anchors[a]): p for p, (g, a) in enumerate(zip(pair_group, _pair_anchor(batch, pair_of_row, n_pairs)))}
+        known = {(int(g), batch.anchors[a]): p for p, (g, a) in enumerate(zip(pairs.group, pairs.anchor))}
         fresh: dict = {}
         for i in np.flatnonzero(~(last & batch.won)).tolist():
             key = (int(batch.group[i]), batch.next_anchor[i])
@@ -58,14 +58,8 @@ def next_nodes(batch: PreparedBatch, pair_of_row: np.ndarray, pair_group: np.nda
         extra_group = np.array([g for g, _ in fresh], dtype=np.int64)
     ends = np.flatnonzero(last & batch.won)
     target[ends] = success[ends]
-    node_group = np.concatenate([pair_group, np.arange(batch.n_groups), extra_group]).astype(np.int64)
+    node_group = np.concatenate([pairs.group, np.arange(batch.n_groups), extra_group]).astype(np.int64)
     return target, node_group
-
-
-def _pair_anchor(batch: PreparedBatch, pair_of_row: np.ndarray, n_pairs: int) -> np.ndarray:
-    anchor = np.empty(n_pairs, dtype=np.int64)
-    anchor[pair_of_row] = batch.anchor_code
-    return anchor
 
 
 def distances_to_success(source: np.ndarray, target: np.ndarray, node_group: np.ndarray, n_groups: int,
@@ -88,7 +82,7 @@ def distances_to_success(source: np.ndarray, target: np.ndarray, node_group: np.
 def graphgpo(batch: PreparedBatch, config) -> Components:
     options = config.options
     pairs = anchor_pairs(batch)
-    target, node_group = next_nodes(batch, pairs.row_pair, pairs.group)
+    target, node_group = next_nodes(batch, pairs)
     distance = distances_to_success(pairs.row_pair, target, node_group, batch.n_groups, len(pairs.group))
     exponent = distance[target]
     if options.normalize_distance:

@@ -52,8 +52,3 @@ def type_name(annotation: Any) -> str:
         return " | ".join(type_name(argument) for argument in arguments)
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
-
-def numeric_options(options: type[EstimatorOptions]) -> Dict[str, Dict[str, Any]]:
-    """The int and float options of an options class (what a search can vary), optional ones included."""
-    return {name: row for name, row in option_table(options).items()
-            if row["type"] in ("int", "float", "int | None", "float | None")}

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 from proxmo.results.contract import (ITERATION_SECONDS, METRICS_FILE, SUMMARY_FILE, VAL, Summary, default_baseline,
                                      parse_variant_run, timing_key)
 from proxmo.results.stats import Interval, holm, paired_difference, paired_p_value, t_interval
-from proxmo.results.table import markdown_table
+from proxmo.results.table import check_same_tasks, markdown_table
 
 MEASURES = ("final", "auc")
 """final: the last evaluation; auc: the mean over the run's evaluations."""
@@ -80,9 +80,7 @@ def leaderboard(entries: List[Entry], baseline: Optional[str] = None, confidence
     with no one and every other variant with it."""
     if not entries:
         raise ValueError("leaderboard: no finished run with an evaluation")
-    keys = {e.eval_key for e in entries}
-    if len(keys) > 1:
-        raise ValueError(f"runs were evaluated on different task lists ({len(keys)} of them), so they do not compare")
+    check_same_tasks(entries)
     variants: Dict[str, Dict[int, Entry]] = {}
     for entry in entries:
         variants.setdefault(entry.variant, {})[entry.seed] = entry

@@ -53,11 +53,8 @@ class VariantRow:
     adv_fraction: Optional[float]
 
 
-def compare_variants(runs: Sequence[RunSummary], baseline: Optional[str] = None,
-                     confidence: float = 0.95) -> List[VariantRow]:
-    """Rows in the order variants first appear; refuses runs evaluated on different task lists."""
-    if not runs:
-        raise ValueError("runs: nothing to compare")
+def check_same_tasks(runs: Sequence[Any]) -> None:
+    """Refuse runs (with ``variant``, ``seed`` and ``eval_key``) evaluated on different task lists."""
     keys = {run.eval_key for run in runs}
     if len(keys) > 1:
         by_key: Dict[str, List[str]] = {}
@@ -65,6 +62,14 @@ def compare_variants(runs: Sequence[RunSummary], baseline: Optional[str] = None,
             by_key.setdefault(run.eval_key, []).append(f"{run.variant}/seed{run.seed}")
         raise ValueError("runs were evaluated on different task lists, so their numbers do not compare: "
                          + "; ".join(f"{key or '(no key)'}: {', '.join(names)}" for key, names in by_key.items()))
+
+
+def compare_variants(runs: Sequence[RunSummary], baseline: Optional[str] = None,
+                     confidence: float = 0.95) -> List[VariantRow]:
+    """Rows in the order variants first appear; refuses runs evaluated on different task lists."""
+    if not runs:
+        raise ValueError("runs: nothing to compare")
+    check_same_tasks(runs)
     variants: Dict[str, Dict[int, RunSummary]] = {}
     for run in runs:
         seeds = variants.setdefault(run.variant, {})
@@ -121,4 +126,4 @@ def comparison_table(rows: Sequence[VariantRow], baseline: Optional[str] = None)
     return markdown_table(lines).rstrip("\n")
 
 
-__all__ = ["RunSummary", "VariantRow", "compare_variants", "comparison_table", "markdown_table"]
+__all__ = ["RunSummary", "VariantRow", "check_same_tasks", "compare_variants", "comparison_table", "markdown_table"]

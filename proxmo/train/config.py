@@ -294,12 +294,6 @@ def _describe_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        named = [part.split(": ", 1) for part in message.split("; ")]
-        if item["type"] == "value_error" and all(len(pair) == 2 and pair[0].isidentifier() for pair in named):
-            # a section's own check that names its field ("temperature: ..."): report it at its dotted place
-            lines.extend(f"{where}.{field}: {text}" for field, text in named)
-            continue
         lines.append(f"{where}: {item['msg']}" + (f" (got {item['input']!r})" if "input" in item and not isinstance(item["input"], dict) else ""))
     return "; ".join(lines)
 

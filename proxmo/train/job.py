@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -32,7 +32,7 @@ from proxmo.advantage import compute_advantages
 from proxmo.results import contract
 from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
                                      metric_key)
-from proxmo.rollout import Rollout, RolloutSettings
+from proxmo.rollout import RolloutSettings
 from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
 from proxmo.train.evaluation import Evaluation, logged_evaluations
@@ -207,7 +207,8 @@ class Trainer:
         settings = self._settings(c.rollout.temperature)
         self.policy.model.eval()
         with timings("rollout"):
-            rollout, played, metrics = self._collect(settings)
+            rollout, played, metrics = collect_batch(self._train_pool(), self.policy, self.sample_tasks, settings,
+                                                     self.generator, c.rollout)
         steps = rollout.trained_steps()
         if not steps:
             logger.warning("iteration %d: every episode aborted; no update", index)
@@ -243,11 +244,6 @@ class Trainer:
         metrics[contract.STEPS_PER_SECOND] = len(played.steps) / total
         self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
         return metrics
-
-    def _collect(self, settings: RolloutSettings) -> Tuple[Rollout, Rollout, Dict[str, float]]:
-        """The batch to train on, everything played, and the training metrics (over everything played)."""
-        return collect_batch(self._train_pool(), self.policy, self.sample_tasks, settings, self.generator,
-                             self.config.rollout)
 
     def _sequences(self, steps) -> Sequences:
         """What the update trains: token sequences, or in choose mode the candidate distributions."""

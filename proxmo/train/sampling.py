@@ -78,7 +78,9 @@ def dynamic_batch(collect_once: Callable[[int], Rollout], n_groups: int, max_col
         if len(kept) >= n_groups:
             break
         if c == max_collections - 1:  # the last try: fill with this collection's other groups, unfiltered
-            kept.extend([g for g in groups_in_order(part) if g not in set(spread)][: n_groups - len(kept)])
+            with_spread_here = set(spread)
+            dropped = [g for g in groups_in_order(part) if g not in with_spread_here]
+            kept.extend(dropped[: n_groups - len(kept)])
     kept = kept[:n_groups]
     return DynamicBatch(batch=only_groups(collected, kept), collected=collected, collections=collections,
                         groups_seen=seen, groups_with_spread=spread_count)

@@ -47,7 +47,8 @@ def test_advantages_refuses_an_option_of_another_estimator(tmp_path):
     write_records(tmp_path / "steps.jsonl", batch)
     result = CliRunner().invoke(app, ["advantages", str(tmp_path / "steps.jsonl"), "--estimator", "rloo",
                                       "--set", "temperature=0.2"])
-    assert result.exit_code == 2 and "temperature: not an option of estimator 'rloo'" in result.output
+    assert result.exit_code == 2 and "temperature" in result.output
+    assert "not an option of estimator 'rloo'" in result.output
 
 
 def test_advantages_from_a_jsonl_file(tmp_path):

@@ -91,7 +91,7 @@ def reinforce_pp_baseline(rows, config) -> List[float]:
                 centred[i] = s - mean
         else:
             trajs = {rows[i]["traj"] for i in members}
-            mean = sum(R[t] for t in trajs) / len(trajs)
+            mean = sum(R[t] for t in trajs) / len(trajs) if len(trajs) > 1 else 0.0
             for i in members:
                 centred[i] = R[rows[i]["traj"]] - mean
     weights = [float(r.get("tokens", 1)) for r in rows]

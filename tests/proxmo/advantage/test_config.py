@@ -78,14 +78,17 @@ def test_the_dump_is_flat_and_reads_back(estimator, options):
 def test_a_misplaced_option_names_the_estimator_the_option_and_its_owner(estimator, option, owner):
     with pytest.raises(ValidationError) as info:
         AdvantageConfig(estimator=estimator, **{option: 1})
-    message = str(info.value)
-    assert f"{option}: not an option of estimator {estimator!r}" in message and owner in message
+    (error,) = info.value.errors()
+    assert error["loc"] == (option,)  # at the option's own place: advantage.<option> in a run config
+    assert error["msg"].startswith(f"not an option of estimator {estimator!r} (it is an option of {owner}")
 
 
 def test_an_option_out_of_range_names_the_estimator():
-    with pytest.raises(ValidationError, match=r"history_length: Input should be greater than or equal to 0 \(an option "
-                                              r"of estimator 'hgpo'\)"):
+    with pytest.raises(ValidationError) as info:
         AdvantageConfig(estimator="hgpo", history_length=-1)
+    (error,) = info.value.errors()
+    assert error["loc"] == ("history_length",)
+    assert error["msg"] == "Input should be greater than or equal to 0 (an option of estimator 'hgpo')"
     with pytest.raises(ValidationError, match="graph_gamma"):
         AdvantageConfig(estimator="graphgpo", graph_gamma=0.0)
 
@@ -129,7 +132,7 @@ def test_a_new_estimator_is_one_register_call():
         result = compute_advantages(batch, AdvantageConfig(estimator="my_loo", shrink=0.5))
         assert result.config.estimator == "my_loo" and result.config.shrink == 0.5 and np.isfinite(result.advantages).all()
         assert not np.allclose(result.advantages, compute_advantages(batch, AdvantageConfig(estimator="my_loo")).advantages)
-        with pytest.raises(ValidationError, match="temperature: not an option of estimator 'my_loo'"):
+        with pytest.raises(ValidationError, match=r"temperature\s+not an option of estimator 'my_loo'"):
             AdvantageConfig(estimator="my_loo", temperature=0.2)
     finally:
         del ESTIMATORS["my_loo"]
