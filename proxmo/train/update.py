@@ -25,6 +25,7 @@ import torch
 
 from proxmo.policy.config import LENGTH_NORMALIZE
 from proxmo.train.config import OptimConfig
+from proxmo.train.distributed import RowLayout, Shard
 from proxmo.train.loss import actor_loss
 
 
@@ -181,12 +182,19 @@ class UpdateBatch:
 
 
 def ppo_update(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: UpdateBatch, config: OptimConfig,
-               generator: Optional[torch.Generator] = None) -> Dict[str, float]:
+               generator: Optional[torch.Generator] = None, shard: Optional[Shard] = None) -> Dict[str, float]:
     """``ppo_epochs`` passes of ``mini_batches`` optimizer steps over ``batch`` (mini-batches drawn from
-    ``generator``); returns the mean of the loss statistics."""
+    ``generator``); returns the mean of the loss statistics.
+
+    With ``shard`` (a job on several workers) ``batch`` holds this worker's rows: mini-batches are drawn over the
+    rows of all workers (``generator`` must be in the same state on every worker), losses are normalised by the
+    global mini-batch and gradients and statistics summed over workers, so every worker takes the step one
+    worker would take on the whole batch (:mod:`proxmo.train.distributed`).
+    """
     if batch.old_logprobs is None and config.ppo_epochs * config.mini_batches != 1:
         raise ValueError("old_logprobs: needed when there is more than one optimizer step per batch")
-    n = len(batch)
+    layout = RowLayout.of(batch.response_tokens(), shard)
+    n = layout.total
     device = next(policy.model.parameters()).device
     totals: Dict[str, float] = {}
     updates = 0
@@ -197,7 +205,7 @@ def ppo_update(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: U
                 mini = order[part * n // config.mini_batches : (part + 1) * n // config.mini_batches]
                 if not mini:
                     continue
-                stats = _mini_batch_step(policy, optimizer, batch, config, mini, device)
+                stats = _mini_batch_step(policy, optimizer, batch, config, layout, mini, device, shard)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 updates += 1
@@ -205,16 +213,18 @@ def ppo_update(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: U
 
 
 def _mini_batch_step(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, batch: UpdateBatch, config: OptimConfig,
-                     mini: List[int], device: torch.device) -> Dict[str, float]:
-    """One optimizer step over the steps ``mini``, their gradients accumulated over micro-batches weighted so that
-    the sum is the gradient of the whole mini-batch."""
+                     layout: RowLayout, mini: List[int], device: torch.device, shard: Optional[Shard]
+                     ) -> Dict[str, float]:
+    """One optimizer step over the global rows ``mini``, their gradients accumulated over this worker's
+    micro-batches weighted so that the sum over workers is the gradient of the whole mini-batch."""
     sequences, old_logprobs, ref_logprobs = batch.sequences, batch.old_logprobs, batch.ref_logprobs
-    lengths, response_tokens = sequences.lengths(), batch.response_tokens()
+    lengths = sequences.lengths()
     optimizer.zero_grad(set_to_none=True)
     token_mean = config.loss_agg == "token-mean"
-    mini_total = sum(response_tokens[i] for i in mini) if token_mean else len(mini)
+    mini_total = sum(layout.tokens[i] for i in mini) if token_mean else len(mini)
+    local_tokens = layout.tokens[layout.offset : layout.offset + layout.count]
     stats: Dict[str, float] = {}
-    for chunk in micro_batches(mini, lengths, config.micro_batch_size):
+    for chunk in micro_batches(layout.local(mini), lengths, config.micro_batch_size):
         logprobs, entropy, mask = sequences.action_logprobs(
             policy, chunk, with_entropy=config.entropy_coef > 0 or sequences.candidate_level)  # cheap per candidate
         if old_logprobs is None:
@@ -236,11 +246,14 @@ def _mini_batch_step(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, ba
             dual_clip=config.dual_clip,
             mode=config.loss_agg,
         )
-        weight = (sum(response_tokens[i] for i in chunk) if token_mean else len(chunk)) / mini_total
+        weight = (sum(local_tokens[i] for i in chunk) if token_mean else len(chunk)) / mini_total
         (loss * weight).backward()
         for key, value in chunk_stats.items():
             stats[key] = stats.get(key, 0.0) + float(value) * weight
         stats["loss"] = stats.get("loss", 0.0) + float(loss.detach()) * weight
+    if shard is not None and shard.world > 1:
+        shard.sum_gradients(policy.model.parameters())
+        stats = shard.sum_stats(stats)
     grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.grad_clip)
     stats["grad_norm"] = float(grad_norm)
     if torch.isfinite(grad_norm):
