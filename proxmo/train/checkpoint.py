@@ -42,8 +42,13 @@ def checkpoint_dir(root: Path, iteration: int) -> Path:
 
 
 def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator, task_rng: random.Random, config: TrainConfig) -> Path:
+                    generator: torch.Generator, task_rng: random.Random, config: TrainConfig,
+                    workers: Optional[List[Dict[str, Any]]] = None,
+                    update_generator: Optional[torch.Generator] = None) -> Path:
     """Write ``root/iter_NNNNNN/{model/, trainer_state.pt, config.yaml}``; returns the folder.
+
+    A job on several workers adds each worker's random streams (``workers``: its ``generator`` state and
+    ``task_rng`` state, in rank order) and the update's shared generator.
 
     The folder is written under a temporary name and renamed at the end, so an interrupted save
     never leaves a checkpoint that looks complete.
@@ -53,15 +58,17 @@ def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.op
     try:
         partial.mkdir(parents=True, exist_ok=True)
         policy.save(partial / "model")
-        torch.save(
-            {
-                "iteration": iteration,
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "task_rng": _plain_random_state(task_rng.getstate()),
-            },
-            partial / STATE_FILE,
-        )
+        state = {
+            "iteration": iteration,
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "task_rng": _plain_random_state(task_rng.getstate()),
+        }
+        if workers is not None:
+            state["workers"] = [{"generator": w["generator"], "task_rng": _plain_random_state(w["task_rng"])}
+                                for w in workers]
+            state["update_generator"] = update_generator.get_state()
+        torch.save(state, partial / STATE_FILE)
         save_config(config, partial / "config.yaml")
         (partial / CHECKSUM_FILE).write_text(json.dumps(_checksums(partial), indent=1, sort_keys=True))
         if final.exists():
@@ -132,10 +139,15 @@ def resume_conflicts(checkpoint: Path, config: TrainConfig) -> List[str]:
         return []
     saved = flatten_params(yaml.safe_load(saved_path.read_text()) or {})
     wanted = flatten_params(config.to_dict())
+    defaults = None
     conflicts = []
     for key in sorted(set(saved) | set(wanted)):
         if any(key == allowed or key.startswith(allowed + ".") for allowed in RESUMABLE_CHANGES):
             continue
+        if key not in saved:  # a setting newer than the checkpoint: at its default it changes nothing
+            defaults = defaults if defaults is not None else flatten_params(TrainConfig().to_dict())
+            if defaults.get(key) == wanted.get(key):
+                continue
         if saved.get(key) != wanted.get(key):
             conflicts.append(f"{key}: {saved.get(key, '(absent)')} -> {wanted.get(key, '(absent)')}")
     return conflicts
@@ -149,6 +161,8 @@ def load_trainer_state(folder: Path) -> Dict[str, Any]:
     # weights_only: opening a checkpoint from elsewhere must not run code; everything in it is plain data.
     state = torch.load(path, map_location="cpu", weights_only=True)
     state["task_rng"] = _random_state(state["task_rng"])
+    for worker in state.get("workers", ()):
+        worker["task_rng"] = _random_state(worker["task_rng"])
     return state
 
 

@@ -172,6 +172,14 @@ class RunConfig(_Section):
     save_every: int = Field(0, ge=0, description="Checkpoint every this many iterations (0: only after the last).")
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept.")
     resume: Optional[str] = Field(None, description="A checkpoint folder (or a run folder: its latest) to continue from.")
+    workers: int = Field(1, ge=1, description="Workers one job runs on (Ray Train, torch.distributed: gloo on CPUs, "
+                         "NCCL on GPUs). Each plays a share of the task groups (rollout.n_groups split as evenly as "
+                         "possible, the first workers one more) and the update sums their gradients, taking the step "
+                         "one worker takes on the whole batch. 1: the job runs in this process.")
+    worker_cpus: float = Field(1.0, gt=0, description="CPUs of one worker (run.workers > 1).")
+    worker_gpus: float = Field(0.0, ge=0, description="GPUs of one worker (run.workers > 1); 1 gives each its own GPU.")
+    max_failures: int = Field(0, ge=0, description="run.workers > 1: how often the workers are restarted after one "
+                              "dies; each restart continues from the run's last checkpoint (see run.save_every).")
 
     @field_validator("resume")
     @classmethod
@@ -208,6 +216,16 @@ class TrainConfig(_Section):
                 raise ValueError(f"{where}: {count:,} environments at once is past the limit of {MAX_ENVIRONMENTS:,} "
                                  "(each holds a live environment in memory and all are built before the first step; "
                                  "the reference runs use 16 x 8 = 128)")
+        w = self.run.workers
+        if w > r.n_groups:
+            raise ValueError(f"run.workers: {w} workers for {r.n_groups} task groups (rollout.n_groups); each worker "
+                             "plays whole groups, so set run.workers <= rollout.n_groups")
+        if w > 1 and self.model.rollout_backend == "vllm":
+            raise ValueError("run.workers: a job on several workers samples with its own model (model.rollout_backend"
+                             "=hf); the vLLM engine runs in a one-worker job")
+        if w > 1 and self.run.worker_gpus > 0 and self.model.device == "cpu":
+            raise ValueError(f"run.worker_gpus: {self.run.worker_gpus} GPUs per worker with model.device=cpu; set "
+                             "model.device=auto (or cuda), or run.worker_gpus=0")
         if o.mini_batches > r.n_groups * r.group_size:
             raise ValueError(f"optim.mini_batches: {o.mini_batches} exceeds the {r.n_groups * r.group_size} episodes "
                              "of a batch (rollout.n_groups x rollout.group_size); lower it")

@@ -10,6 +10,10 @@ so clipping and the optimizer step see the same gradient on every worker. The su
 DistributedDataParallel's because workers hold different numbers of micro-batches in a mini-batch, and some
 none at all.
 
+The rest of an iteration is shared the same way: every worker estimates the advantages of the whole batch
+(:func:`merge_batches` of every worker's rows; batch-wide normalisations such as REINFORCE++-baseline's see
+all of it) and keeps its own rows; metrics are computed over every worker's episodes.
+
 Plain torch: the process group is set up by whoever starts the workers (Ray Train's ``TorchTrainer``, or
 ``torch.distributed.init_process_group`` in a test); this module only uses it.
 """
@@ -19,8 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from proxmo.advantage import StepBatch
+from proxmo.advantage.batch import OPTIONAL_FIELDS
 
 GRADIENT_BUCKET = 1 << 24
 """Elements of gradient summed in one all-reduce (64 MiB in fp32): few calls, bounded extra memory."""
@@ -98,6 +106,14 @@ class Shard:
                 p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
                 offset += n
 
+    def broadcast(self, item: Any) -> Any:
+        """Rank 0's ``item`` on every worker (a picklable object: a decision, a random state)."""
+        if self.world == 1:
+            return item
+        box = [item if self.leader else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def broadcast_parameters(self, module: torch.nn.Module) -> None:
         """Rank 0's parameters and buffers on every worker (identical starts, whatever each worker built)."""
         if self.world == 1:
@@ -149,4 +165,37 @@ class RowLayout:
         return [i - self.offset for i in rows if self.offset <= i < self.offset + self.count]
 
 
-__all__ = ["GRADIENT_BUCKET", "RowLayout", "Shard", "share"]
+def worker_seed(seed: int, rank: int) -> int:
+    """The seed of worker ``rank``'s own random streams (action sampling, evaluation episodes): ``seed`` itself
+    on rank 0, so one worker samples exactly as a plain job does, and distinct derived seeds on the others."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank]).generate_state(1, dtype=np.uint32)[0])
+
+
+def batch_rows(batch: StepBatch) -> Dict[str, Any]:
+    """A batch's fields as plain arrays, what a worker sends (not the prepared form, which is rebuilt)."""
+    rows = {name: getattr(batch, name) for name in ("group", "traj", "t", "reward", "invalid", "won", "anchor")}
+    rows.update({name: getattr(batch, name) for name in OPTIONAL_FIELDS if getattr(batch, name) is not None})
+    return rows
+
+
+def merge_batches(parts: Sequence[Dict[str, Any]]) -> StepBatch:
+    """One batch of every worker's rows (:func:`batch_rows`), in rank order; each worker's groups and
+    trajectories keep ids of their own (renumbered, so equal ids of two workers do not merge)."""
+    merged: Dict[str, List[Any]] = {}
+    offsets = {"group": 0, "traj": 0}
+    for part in parts:
+        for name, values in part.items():
+            if name in offsets:
+                _, codes = np.unique(np.asarray(values), return_inverse=True)
+                values = codes.reshape(-1) + offsets[name]
+                offsets[name] = int(values.max()) + 1 if len(values) else offsets[name]
+            merged.setdefault(name, []).append(np.asarray(values))
+    optional = {name: np.concatenate(merged[name]) for name in OPTIONAL_FIELDS
+                if name in merged and len(merged[name]) == len(parts)}
+    return StepBatch(**{name: np.concatenate(merged[name]) for name in
+                        ("group", "traj", "t", "reward", "invalid", "won", "anchor")}, **optional)
+
+
+__all__ = ["GRADIENT_BUCKET", "RowLayout", "Shard", "batch_rows", "merge_batches", "share", "worker_seed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -14,6 +14,7 @@ from proxmo.policy import UniformPolicy
 from proxmo.results.contract import GREEDY, RANDOM, SUCCESS, VAL, success_key, timing_key
 from proxmo.rollout import Rollout, collect
 from proxmo.train.config import TrainConfig
+from proxmo.train.distributed import Shard, worker_seed
 from proxmo.train.metrics import rollout_metrics
 from proxmo.train.setup import EnvSetup, rollout_settings
 from proxmo.train.tracking import read_metrics
@@ -24,10 +25,13 @@ PoolFactory = Callable[..., envs.EnvPool]
 
 class Evaluation:
     """``eval.episodes_per_task`` episodes of every evaluation task, the same ones at every evaluation (their random
-    stream starts from ``run.seed + 1`` each time), played ``eval.batch`` at a time."""
+    stream starts from ``run.seed + 1`` each time), played ``eval.batch`` at a time. On several workers each plays
+    its share of the episodes (from a stream of its own) and the metrics are those of all of them."""
 
-    def __init__(self, config: TrainConfig, setup: EnvSetup, pool_for: PoolFactory) -> None:
+    def __init__(self, config: TrainConfig, setup: EnvSetup, pool_for: PoolFactory,
+                 shard: Optional[Shard] = None) -> None:
         self.config, self.setup, self.pool_for = config, setup, pool_for
+        self.shard = shard or Shard(0, 1)
         self.spec = envs.spec(setup.name)
 
     def policy(self, policy) -> Dict[str, float]:
@@ -50,19 +54,26 @@ class Evaluation:
         tasks = [task for task in self.setup.eval_tasks for _ in range(c.eval.episodes_per_task)]
         if not tasks:
             return {}
+        shard = self.shard
+        own_first, own_last = shard.share(len(tasks))
         settings = rollout_settings(c, self.spec, temperature)
-        generator = torch.Generator().manual_seed(c.run.seed + 1)  # same episodes at every evaluation
-        batch = min(c.eval.batch, len(tasks))
+        # same episodes at every evaluation
+        generator = torch.Generator().manual_seed(worker_seed(c.run.seed + 1, shard.rank))
         merged = Rollout()
         if hasattr(policy, "model"):
             policy.model.eval()
         start = time.perf_counter()
-        with self.pool_for(self.setup.eval_options, n_groups=batch, group_size=1) as pool:
-            for first in range(0, len(tasks), batch):
-                chunk = list(tasks[first : first + batch])
-                padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
-                part = collect(pool, policy, padded, settings, generator, traj_offset=first)
-                merged.episodes.extend(part.episodes[: len(chunk)])
+        if own_last > own_first:
+            mine = tasks[own_first:own_last]
+            batch = min(c.eval.batch, len(mine))
+            with self.pool_for(self.setup.eval_options, n_groups=batch, group_size=1) as pool:
+                for first in range(0, len(mine), batch):
+                    chunk = list(mine[first : first + batch])
+                    padded = chunk + [chunk[0]] * (batch - len(chunk))  # the pool has a fixed size
+                    part = collect(pool, policy, padded, settings, generator, traj_offset=own_first + first)
+                    merged.episodes.extend(part.episodes[: len(chunk)])
+        if shard.world > 1:
+            merged = Rollout(episodes=[e for episodes in shard.gather(merged.episodes) for e in episodes])
         metrics = rollout_metrics(merged, source)
         metrics[timing_key(source.replace("/", "_"))] = time.perf_counter() - start
         return metrics

@@ -32,17 +32,19 @@ from proxmo.advantage import compute_advantages
 from proxmo.results import contract
 from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
                                      metric_key)
-from proxmo.rollout import RolloutSettings
+from proxmo.rollout import Rollout, RolloutSettings
 from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
+from proxmo.train.distributed import Shard, batch_rows, merge_batches, worker_seed
 from proxmo.train.evaluation import Evaluation, logged_evaluations
-from proxmo.train.metrics import Timings
+from proxmo.train.metrics import Timings, rollout_metrics
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
 from proxmo.train.sampling import collect_batch
 from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
                                 resume_candidates_of, rollout_settings, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
-from proxmo.train.tracking import LINK_FILE, Tracker, check_tracking_server, make_tracker, read_metrics, skip_logged
+from proxmo.train.tracking import (LINK_FILE, NullTracker, Tracker, check_tracking_server, make_tracker, read_metrics,
+                                   skip_logged)
 from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
@@ -79,12 +81,18 @@ class Trainer:
     """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
 
     def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
-                 on_evaluation: Optional[EvaluationCallback] = None) -> None:
+                 on_evaluation: Optional[EvaluationCallback] = None, shard: Optional[Shard] = None) -> None:
         self.config = config
-        self.progress = progress
+        self.shard = shard or Shard(0, 1)
+        self.progress = progress and self.shard.leader
         self.on_evaluation = on_evaluation
+        self._pool = None
+        self._status = ""
         quiet_transformers()
         check_runtime(config)
+        if not self.shard.leader:
+            self._follow(config)
+            return
         if tracker is None and config.run.tracker in ("mlflow", "both"):
             check_tracking_server(config.run.tracking_uri)
         candidates = resume_candidates_of(config.run.resume)
@@ -97,7 +105,7 @@ class Trainer:
             if resume:  # the record names the folder the run really goes on in
                 self.config = config = config.model_copy(update={"run": config.run.model_copy(
                     update={"name": self.run_dir.name, "output_dir": str(self.run_dir.parent)})})
-            self._build(config, resume)
+            self._build(config, self.shard.broadcast(resume))
             # which process trains the run (a worker on a cluster, this one here): to watch or stop it
             (self.run_dir / PROCESS_FILE).write_text(json.dumps(
                 {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
@@ -110,8 +118,18 @@ class Trainer:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             self._writer.release()
             raise
-        self._pool = None
-        self._status = ""
+
+    def _follow(self, config: TrainConfig) -> None:
+        """A worker other than rank 0 of a job on several workers: it trains its share and writes nothing (rank 0
+        keeps the run folder, the tracker and the checkpoints); the weights and states come from rank 0."""
+        self.run_dir = Path(config.run.output_dir) / str(config.run.name)
+        self._writer = None
+        resume = self.shard.broadcast(None)
+        if resume:
+            config = self.config = config.model_copy(update={"run": config.run.model_copy(
+                update={"name": self.run_dir.name, "output_dir": str(self.run_dir.parent)})})
+        self._build(config, resume)
+        self.tracker = NullTracker()
 
     def _check_before_writing(self, candidates: List[Path]) -> Optional[Path]:
         """Everything a start can refuse, checked before the run folder is written: a new run does not write over
@@ -133,26 +151,42 @@ class Trainer:
         return resume
 
     def _build(self, config: TrainConfig, resume: Optional[Path]) -> None:
-        save_config(config, self.run_dir / "config.yaml")
-        torch.manual_seed(config.run.seed)
+        shard, seed = self.shard, config.run.seed
+        if shard.leader:
+            save_config(config, self.run_dir / "config.yaml")
+        torch.manual_seed(seed)
         self.setup = prepare_env(config)
         self.spec = envs.spec(config.env.name)
         self.eval_key = evaluation_key(config, self.setup)
-        self.policy, self.reference = build_policies(config, self.setup, self.run_dir, resume)
-        self.evaluation = Evaluation(config, self.setup, self._pool_for)
+        # the followers build the model as rank 0 did (or from scratch when it resumes) and take its weights
+        self.policy, self.reference = build_policies(config, self.setup, self.run_dir, resume if shard.leader else None)
+        shard.broadcast_parameters(self.policy.model)
+        if self.reference is not None:
+            shard.broadcast_parameters(self.reference.model)
+        self.evaluation = Evaluation(config, self.setup, self._pool_for, shard)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],
             lr=config.optim.lr,
             weight_decay=config.optim.weight_decay,
         )
-        self.generator = torch.Generator().manual_seed(config.run.seed)
-        self.task_rng = random.Random(config.run.seed)
+        self.generator = torch.Generator().manual_seed(worker_seed(seed, shard.rank))
+        # the update's mini-batches are drawn alike on every worker; one worker draws them from its only stream
+        self.update_generator = self.generator if shard.world == 1 else torch.Generator().manual_seed(seed)
+        self.task_rng = random.Random(seed)
+        first, last = shard.share(config.rollout.n_groups)
+        self.group_share = (first, last)
+        self.local_rollout = config.rollout.model_copy(update={"n_groups": last - first})
         self.start_iteration = 0
-        if resume:
-            state = load_trainer_state(resume)
+        state = load_trainer_state(resume) if resume and shard.leader else None
+        if shard.world > 1:
+            state = shard.broadcast(state)
+        if state:
             self.optimizer.load_state_dict(state["optimizer"])
-            self.generator.set_state(state["generator"])
-            self.task_rng.setstate(state["task_rng"])
+            mine = state["workers"][shard.rank] if shard.world > 1 else state
+            self.generator.set_state(mine["generator"])
+            self.task_rng.setstate(mine["task_rng"])
+            if shard.world > 1:
+                self.update_generator.set_state(state["update_generator"])
             self.start_iteration = int(state["iteration"])
 
     # -- set-up ------------------------------------------------------------------------------
@@ -172,13 +206,13 @@ class Trainer:
 
     def _train_pool(self):
         if self._pool is None:
-            r = self.config.rollout
+            r = self.local_rollout
             self._pool = self._pool_for(self.setup.train_options, r.n_groups, r.group_size)
         return self._pool
 
     def _build_train_pool(self) -> None:
         """Build the training environments before the first iteration; a large batch says so while it builds."""
-        r = self.config.rollout
+        r = self.local_rollout
         count = r.n_groups * r.group_size
         if not self.progress or count < BUILD_PROGRESS_FROM:
             self._train_pool()
@@ -193,11 +227,15 @@ class Trainer:
 
     # -- one iteration ----------------------------------------------------------------------
     def sample_tasks(self) -> List[Any]:
-        """K training tasks, distinct when the split has enough."""
+        """K training tasks, distinct when the split has enough; on several workers, this worker's share of them
+        (every worker draws the same K)."""
         k, tasks = self.config.rollout.n_groups, self.setup.train_tasks
         if k <= len(tasks):
-            return self.task_rng.sample(tasks, k)
-        return [self.task_rng.choice(tasks) for _ in range(k)]
+            chosen = self.task_rng.sample(tasks, k)
+        else:
+            chosen = [self.task_rng.choice(tasks) for _ in range(k)]
+        first, last = self.group_share
+        return chosen[first:last]
 
     def iteration(self, index: int) -> Dict[str, float]:
         """Collect, estimate advantages, update; returns the iteration's metrics."""
@@ -208,15 +246,27 @@ class Trainer:
         self.policy.model.eval()
         with timings("rollout"):
             rollout, played, metrics = collect_batch(self._train_pool(), self.policy, self.sample_tasks, settings,
-                                                     self.generator, c.rollout)
+                                                     self.generator, self.local_rollout)
         steps = rollout.trained_steps()
+        shared = self.shard.world > 1
+        if shared:  # the metrics of every worker's episodes; no update unless some worker has steps
+            metrics = self._shared_metrics(played, metrics)
+            if not any(self.shard.gather(bool(steps))):
+                steps = []
         if not steps:
             logger.warning("iteration %d: every episode aborted; no update", index)
             metrics.update(timings.metrics(time.perf_counter() - start))
             return metrics
         with timings("adv"):
-            result = compute_advantages(rollout.step_batch(), c.advantage)
-        advantages = torch.from_numpy(result.advantages).float()
+            if shared:  # the whole batch's advantages on every worker; each keeps its own rows'
+                parts = self.shard.gather(batch_rows(rollout.step_batch()) if steps else None)
+                result = compute_advantages(merge_batches([p for p in parts if p is not None]), c.advantage)
+                offset = sum(len(p["group"]) for p in parts[: self.shard.rank] if p is not None)
+                own = result.advantages[offset : offset + len(steps)]
+            else:
+                result = compute_advantages(rollout.step_batch(), c.advantage)
+                own = result.advantages
+        advantages = torch.from_numpy(own).float()
         sequences = self._sequences(steps)
         old = None
         if sequences.candidate_level:  # the behaviour policy's log pi(choice), exactly as acting computed it
@@ -230,19 +280,35 @@ class Trainer:
                 ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
         with timings("update"):
             update_stats = ppo_update(self.policy, self.optimizer, UpdateBatch(sequences, advantages, old, ref), c.optim,
-                                      self.generator)
+                                      self.update_generator, shard=self.shard if shared else None)
             self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
-        total = time.perf_counter() - start
         metrics.update({metric_key(ACTOR, k): v for k, v in update_stats.items()})
         metrics.update({metric_key(ADVANTAGE, k): v for k, v in result.diagnostics.items()})
-        metrics[metric_key(ADVANTAGE, "abs_mean")] = float(advantages.abs().mean())
-        metrics[contract.BATCH_STEPS] = float(len(steps))
-        metrics[metric_key(contract.BATCH, "response_tokens")] = float(sum(len(s.response_ids) for s in steps))
-        metrics[metric_key(contract.BATCH, "prompt_tokens_mean")] = float(sum(len(s.prompt_ids) for s in steps) / len(steps))
+        # every worker holds the whole batch's advantages; the counts are summed over workers
+        metrics[metric_key(ADVANTAGE, "abs_mean")] = float(torch.from_numpy(result.advantages).float().abs().mean())
+        counts = [len(steps), sum(len(s.response_ids) for s in steps), sum(len(s.prompt_ids) for s in steps),
+                  len(played.steps)]
+        if shared:
+            counts = [sum(column) for column in zip(*self.shard.gather(counts))]
+        trained, response_tokens, prompt_tokens, played_steps = counts
+        total = time.perf_counter() - start
+        metrics[contract.BATCH_STEPS] = float(trained)
+        metrics[metric_key(contract.BATCH, "response_tokens")] = float(response_tokens)
+        metrics[metric_key(contract.BATCH, "prompt_tokens_mean")] = float(prompt_tokens / trained)
         metrics.update(timings.metrics(total))
         metrics[contract.ITERATION_SECONDS] = total
-        metrics[contract.STEPS_PER_SECOND] = len(played.steps) / total
-        self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {len(rollout.steps) / total:.0f} steps/s"
+        metrics[contract.STEPS_PER_SECOND] = played_steps / total
+        self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {played_steps / total:.0f} steps/s"
+        return metrics
+
+    def _shared_metrics(self, played, own: Dict[str, float]) -> Dict[str, float]:
+        """The training metrics over every worker's episodes (dynamic sampling: the mean kept fraction and the most
+        extra collections of any worker)."""
+        parts = self.shard.gather((played.episodes, own))
+        metrics = rollout_metrics(Rollout(episodes=[e for episodes, _ in parts for e in episodes]), contract.TRAIN)
+        if contract.KEPT_FRACTION in own:
+            metrics[contract.KEPT_FRACTION] = sum(m[contract.KEPT_FRACTION] for _, m in parts) / len(parts)
+            metrics[contract.EXTRA_COLLECTIONS] = max(m[contract.EXTRA_COLLECTIONS] for _, m in parts)
         return metrics
 
     def _sequences(self, steps) -> Sequences:
@@ -300,6 +366,9 @@ class Trainer:
             if isinstance(error, Terminated):
                 error.run_dir = self.run_dir
             raise
+        if not self.shard.leader:  # rank 0 writes what the run leaves behind
+            self.close(status)
+            return result
         try:
             summary = Summary(result.iterations, result.evaluations, result.baseline, self.eval_key, result.stopped,
                               _mean([m[ADV_FRACTION] for m in result.history if ADV_FRACTION in m]),
@@ -350,9 +419,19 @@ class Trainer:
         if metrics:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
-            logger.info("eval at %d: success %.3f", step, metrics.get(SUCCESS, float("nan")))
-            if self.on_evaluation is not None:
-                self.on_evaluation(step, metrics)
+            if self.shard.leader:
+                logger.info("eval at %d: success %.3f", step, metrics.get(SUCCESS, float("nan")))
+            stop = None
+            if self.on_evaluation is not None and self.shard.leader:
+                try:
+                    self.on_evaluation(step, metrics)
+                except StopRun as error:
+                    stop = error
+            if self.shard.world > 1:  # every worker stops where rank 0's callback stops the run
+                stop = self.shard.broadcast(str(stop) if stop else None)
+                stop = StopRun(stop) if stop else None
+            if stop is not None:
+                raise stop
 
     def _log_random(self, result: TrainResult) -> None:
         metrics = self.evaluation.random()
@@ -360,9 +439,16 @@ class Trainer:
             result.baseline = metrics
             self.tracker.log_metrics(metrics, step=0)
 
-    def save(self, step: int) -> Path:
+    def save(self, step: int) -> Optional[Path]:
+        """Checkpoint at ``step`` (rank 0 writes it, with every worker's random streams); the folder on rank 0."""
+        workers = None
+        if self.shard.world > 1:
+            workers = self.shard.gather({"generator": self.generator.get_state(), "task_rng": self.task_rng.getstate()})
+            if not self.shard.leader:
+                return None
         folder = save_checkpoint(
-            self.run_dir / "checkpoints", step, self.policy, self.optimizer, self.generator, self.task_rng, self.config
+            self.run_dir / "checkpoints", step, self.policy, self.optimizer, self.generator, self.task_rng, self.config,
+            workers=workers, update_generator=self.update_generator if workers else None,
         )
         kept = sorted((self.run_dir / "checkpoints").glob("iter_*"))
         for old in kept[: -self.config.run.keep_checkpoints]:
@@ -379,7 +465,8 @@ class Trainer:
             try:
                 self.tracker.close(status)
             finally:
-                self._writer.release()
+                if self._writer is not None:
+                    self._writer.release()
 
     def _close_after_error(self, status: str) -> None:
         """Close while an error is on its way out: a failure to close (a full disk) is logged, not raised over it."""
@@ -395,7 +482,19 @@ def _mean(values: List[float]) -> Optional[float]:
 
 def train(config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
           on_evaluation: Optional[EvaluationCallback] = None) -> TrainResult:
-    """Run a whole training job; see :class:`Trainer`. SIGTERM ends it KILLED (:func:`terminate_as_exit`)."""
+    """Run a whole training job; see :class:`Trainer`. SIGTERM ends it KILLED (:func:`terminate_as_exit`).
+
+    With ``run.workers > 1`` the job runs on that many workers through Ray Train (:mod:`proxmo.train.workers`); its
+    tracker is rank 0's own, and an evaluation callback is not available there.
+    """
+    if config.run.workers > 1:
+        if tracker is not None or on_evaluation is not None:
+            raise ValueError(f"run.workers: a job on {config.run.workers} workers makes its tracker on rank 0 and takes "
+                             "no evaluation callback (a pruned search trial); run it with run.workers=1")
+        from proxmo.train.workers import train_on_workers
+
+        with terminate_as_exit():
+            return train_on_workers(config, progress)
     with terminate_as_exit():
         return Trainer(config, tracker, progress, on_evaluation).run()
 
