@@ -224,7 +224,7 @@ class TrainConfig(_Section):
             raise ValueError("run.workers: a job on several workers samples with its own model (model.rollout_backend"
                              "=hf); the vLLM engine runs in a one-worker job")
         if w > 1 and self.run.worker_gpus > 0 and self.model.device == "cpu":
-            raise ValueError(f"run.worker_gpus: {self.run.worker_gpus} GPUs per worker with model.device=cpu; set "
+            raise ValueError(f"run.worker_gpus: {self.run.worker_gpus:g} GPUs per worker with model.device=cpu; set "
                              "model.device=auto (or cuda), or run.worker_gpus=0")
         if o.mini_batches > r.n_groups * r.group_size:
             raise ValueError(f"optim.mini_batches: {o.mini_batches} exceeds the {r.n_groups * r.group_size} episodes "

@@ -1,0 +1,114 @@
+"""One job on two workers (Ray Train, gloo): bad settings refused before any work, the same seed gives the same
+run, and a worker killed mid-run is restarted from the last checkpoint to the numbers of an uninterrupted run."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from proxmo.train.config import build_config
+from proxmo.train.job import train
+from proxmo.train.tracking import read_metrics
+from tests.proxmo.train.test_job import _webshop
+
+
+def _two_workers(tmp_path, name, **run):
+    settings = {"name": name, "workers": 2, "iterations": 4, "save_every": 2, "keep_checkpoints": 5, **run}
+    return build_config(_webshop(tmp_path, **settings))
+
+
+def _numbers(run_dir):
+    """Every metric point of a run but the wall-clock ones, by step."""
+    by_step = {}
+    for record in read_metrics(run_dir):
+        for key, value in record["metrics"].items():
+            if not key.startswith("timing/"):
+                assert key not in by_step.get(record["step"], {}), f"two points for {key} at {record['step']}"
+                by_step.setdefault(record["step"], {})[key] = value
+    return by_step
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"run": {"workers": 3}}, r"run.workers: 3 workers for 2 task groups \(rollout.n_groups\)"),
+    ({"run": {"workers": 2, "worker_gpus": 1}, "model": {"device": "cpu"}},
+     r"run.worker_gpus: 1 GPUs per worker with model.device=cpu"),
+])
+def test_bad_worker_settings_are_refused_naming_the_field(tmp_path, settings, message):
+    config = _webshop(tmp_path)
+    for section, values in settings.items():
+        config[section] = {**config[section], **values}
+    with pytest.raises(ValueError, match=message):
+        build_config(config)
+
+
+def test_a_job_on_workers_takes_no_tracker_or_callback(tmp_path):
+    from proxmo.train.tracking import NullTracker
+
+    with pytest.raises(ValueError, match="run.workers: a job on 2 workers makes its tracker on rank 0"):
+        train(_two_workers(tmp_path, "tracked"), tracker=NullTracker())
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.integration
+def test_more_than_the_cluster_holds_is_refused_before_any_worker_starts(tmp_path):
+    with pytest.raises(ValueError, match="run.worker_gpus: 2 workers x 1 GPUs needs 2 GPUs and this machine has no GPU"):
+        train(_two_workers(tmp_path, "gpus", worker_gpus=1), progress=False)
+    with pytest.raises(ValueError, match="run.worker_cpus: 2 workers x 64 CPUs needs 128 CPUs"):
+        train(_two_workers(tmp_path, "cpus", worker_cpus=64), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted two-worker run, and its twin with the same seed."""
+    root = tmp_path_factory.mktemp("straight")
+    return [train(_two_workers(root, name), progress=False) for name in ("first", "twin")]
+
+
+@pytest.mark.integration
+def test_two_workers_play_the_whole_batch_and_the_same_seed_gives_the_same_run(straight):
+    first, twin = straight
+    numbers = _numbers(first.run_dir)
+    assert numbers == _numbers(twin.run_dir)
+    assert first.iterations == 4 and [e["step"] for e in first.evaluations] == [1.0, 2.0, 3.0, 4.0]
+    iteration = numbers[1]
+    assert iteration["train/episodes"] == 4.0  # 2 groups x 2 episodes: one group on each worker
+    assert first.evaluations[-1]["val/episodes"] == 4.0  # the 4 evaluation tasks, 2 on each worker
+    assert iteration["actor/loss"] != 0.0
+    launch = json.loads((first.run_dir / "workers.json").read_text())
+    assert launch["workers"] == 2
+    assert json.loads((first.run_dir / "status.json").read_text())["status"] == "FINISHED"
+    assert len(first.history) == 4
+
+
+@pytest.mark.integration
+def test_a_killed_worker_is_restarted_from_the_last_checkpoint_to_the_same_numbers(tmp_path, straight):
+    config = _two_workers(tmp_path, "killed", max_failures=1)
+    run_dir = tmp_path / "runs" / "killed"
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = train(config, progress=False)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            outcome["error"] = error
+
+    job = threading.Thread(target=run)
+    job.start()
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "iter_000002").is_dir():
+        assert time.monotonic() < deadline and job.is_alive(), outcome
+        time.sleep(0.02)
+    leader = json.loads((run_dir / "process.json").read_text())["pid"]
+    assert leader != os.getpid()
+    psutil.Process(leader).send_signal(signal.SIGKILL)
+    job.join(timeout=600)
+    assert "error" not in outcome, outcome.get("error")
+    assert json.loads((run_dir / "process.json").read_text())["pid"] != leader  # a second attempt
+    assert outcome["result"].iterations == 4
+    assert _numbers(run_dir) == _numbers(straight[0].run_dir)
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "FINISHED"
