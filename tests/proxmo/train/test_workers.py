@@ -12,24 +12,13 @@ import pytest
 
 from proxmo.train.config import build_config
 from proxmo.train.job import train
-from proxmo.train.tracking import read_metrics
+from tests.flows.test_kill_and_retry import _numbers
 from tests.proxmo.train.test_job import _webshop
 
 
 def _two_workers(tmp_path, name, **run):
     settings = {"name": name, "workers": 2, "iterations": 4, "save_every": 2, "keep_checkpoints": 5, **run}
     return build_config(_webshop(tmp_path, **settings))
-
-
-def _numbers(run_dir):
-    """Every metric point of a run but the wall-clock ones, by step."""
-    by_step = {}
-    for record in read_metrics(run_dir):
-        for key, value in record["metrics"].items():
-            if not key.startswith("timing/"):
-                assert key not in by_step.get(record["step"], {}), f"two points for {key} at {record['step']}"
-                by_step.setdefault(record["step"], {})[key] = value
-    return by_step
 
 
 @pytest.mark.parametrize("settings, message", [
