@@ -111,7 +111,8 @@ def _checked(config: "TrainConfig | Mapping[str, Any]") -> "TrainConfig":
 @task(name="train-job")
 def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
               trial: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``).
+    """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``;
+    a job on several workers asks for none itself, its workers ask for ``run.worker_cpus`` and ``run.worker_gpus``).
 
     Under a flow that started Ray, jobs submitted together run side by side on the cluster.
     """
@@ -135,8 +136,11 @@ def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
 def _on_ray(config: "TrainConfig", trial: Optional[Mapping[str, Any]], launch: LaunchSpec) -> Dict[str, Any]:
     import ray
 
+    # a job on several workers only coordinates them: its workers ask for the CPUs and GPUs (run.worker_cpus, ...)
+    alone = config.run.workers == 1
     with ray_session(launch):  # a no-op under a flow that started Ray already
-        remote = ray.remote(num_gpus=launch.num_gpus, num_cpus=launch.num_cpus, max_retries=0)(run_job)
+        remote = ray.remote(num_gpus=launch.num_gpus if alone else 0, num_cpus=launch.num_cpus if alone else 0,
+                            max_retries=0)(run_job)
         return ray.get(remote.remote(config, trial))
 
 

@@ -30,8 +30,8 @@ from proxmo.train.tracking import close_abandoned, read_metrics
 logger = logging.getLogger(__name__)
 
 LAUNCH_FILE = "workers.json"
-"""In the run folder of a job on several workers: which launch wrote it and on how many workers (a restarted
-worker group recognises its own run by it and continues it)."""
+"""In the run folder of a job on several workers: which launch wrote it, on how many workers and on which Ray
+node each ran (a restarted worker group recognises its own run by it and continues it)."""
 
 
 def run_folder_of(config: TrainConfig) -> Path:
@@ -106,6 +106,7 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
 
 def work(payload: Dict[str, Any]) -> None:
     """What each worker runs (and runs again after a restart)."""
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -121,8 +122,10 @@ def work(payload: Dict[str, Any]) -> None:
     if shard.leader:
         config = continued(config, payload["launch"])
     trainer = Trainer(config, progress=False, shard=shard)
+    nodes = shard.gather(ray.get_runtime_context().get_node_id())
     if shard.leader:
-        (trainer.run_dir / LAUNCH_FILE).write_text(json.dumps({"launch": payload["launch"], "workers": shard.world}))
+        (trainer.run_dir / LAUNCH_FILE).write_text(json.dumps({"launch": payload["launch"], "workers": shard.world,
+                                                               "nodes": nodes}))
     trainer.run()
 
 

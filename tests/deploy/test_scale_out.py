@@ -1,7 +1,8 @@
 """The scale-out path on real servers, all on 127.0.0.1: PostgreSQL (Debian's package), an MLflow server on it, a
 Prefect server (on PostgreSQL too) with a process work pool and a worker, and a two-node Ray cluster. The sweep flow
-runs as a deployment, two trials at a time on the cluster, with its Optuna study on the same PostgreSQL; only
-configuration differs from a run on one machine. Everything is stopped by PID at the end.
+runs as a deployment, two trials at a time on the cluster, with its Optuna study on the same PostgreSQL; an
+ablation deployment runs one job on two workers, one on each node (Ray Train). Only configuration differs from a
+run on one machine. Everything is stopped by PID at the end.
 
 Slow (about two minutes): ``make test-slow``.
 """
@@ -156,11 +157,18 @@ def test_the_sweep_runs_as_a_deployment_on_a_ray_cluster_with_postgresql(tmp_pat
                       "overrides": TINY, "pruner": "none", "launcher": "ray", "ray_address": ray_address,
                       "num_cpus": 1, "storage": storage, "tracking_uri": mlflow_uri, "experiment": "scale-out",
                       "output_dir": str(tmp_path / "runs")}
+        # one job on two workers (one CPU each: one on each node), its driver a Ray task of the ablation flow
+        two_workers = {"preset": "configs/alfworld_demo.yaml", "name": "two-workers", "variants": {"proxmo": []},
+                       "seeds": [0], "overrides": [*TINY, "rollout.n_groups=2", "run.workers=2"],
+                       "launcher": "ray", "ray_address": ray_address, "tracking_uri": mlflow_uri,
+                       "experiment": "scale-out-workers", "output_dir": str(tmp_path / "runs")}
         (tmp_path / "prefect.yaml").write_text(json.dumps({
             "name": "scale-out", "prefect-version": "3.8.8",
             "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}],
             "deployments": [{"name": "scale-out", "entrypoint": "flows/sweep.py:sweep_flow", "parameters": {"spec": parameters},
-                             "work_pool": {"name": "scale"}}]}))
+                             "work_pool": {"name": "scale"}},
+                            {"name": "two-workers", "entrypoint": "flows/ablate.py:ablate_flow",
+                             "parameters": {"spec": two_workers}, "work_pool": {"name": "scale"}}]}))
         _run([BIN / "prefect", "work-pool", "create", "scale", "--type", "process"], client_env)
         _run([BIN / "prefect", "deploy", "--all", "--no-prompt", "--prefect-file", tmp_path / "prefect.yaml"],
              client_env)
@@ -199,6 +207,18 @@ def test_the_sweep_runs_as_a_deployment_on_a_ray_cluster_with_postgresql(tmp_pat
             cursor = connection.cursor()
             cursor.execute("SELECT count(*) FROM trials")
             assert cursor.fetchone()[0] == 2
+
+        # one job on two workers, a worker on each node, tracked by rank 0 in the MLflow server
+        run = _run([BIN / "prefect", "deployment", "run", "ablate/two-workers", "--watch"], client_env, timeout=900)
+        assert "Completed" in run.stdout, run.stdout[-3000:] + processes.log("worker")
+        run_dir = tmp_path / "runs" / "two-workers" / "proxmo__s0"
+        launch = json.loads((run_dir / "workers.json").read_text())
+        assert launch["workers"] == 2 and set(launch["nodes"]) == nodes, (launch, nodes)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["iterations"] == 4 and summary["final_eval"]["val/episodes"] == 4.0
+        experiment = client.get_experiment_by_name("scale-out-workers").experiment_id
+        jobs = client.search_runs([experiment])
+        assert [r.info.status for r in jobs if r.info.run_name == "proxmo__s0"] == ["FINISHED"]
     finally:
         processes.stop_all()
         if data is not None:

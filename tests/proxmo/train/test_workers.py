@@ -69,7 +69,7 @@ def test_two_workers_play_the_whole_batch_and_the_same_seed_gives_the_same_run(s
     assert first.evaluations[-1]["val/episodes"] == 4.0  # the 4 evaluation tasks, 2 on each worker
     assert iteration["actor/loss"] != 0.0
     launch = json.loads((first.run_dir / "workers.json").read_text())
-    assert launch["workers"] == 2
+    assert launch["workers"] == 2 and len(launch["nodes"]) == 2
     assert json.loads((first.run_dir / "status.json").read_text())["status"] == "FINISHED"
     assert len(first.history) == 4
 
