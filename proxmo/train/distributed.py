@@ -83,8 +83,8 @@ class Shard:
                 total[key] = total.get(key, 0.0) + value
         return total
 
-    def sum_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Replace each gradient by its sum over workers. A parameter no worker has a gradient for keeps
+    def sum_gradients(self, parameters: Iterable[torch.nn.Parameter], scale: float = 1.0) -> None:
+        """Replace each gradient by its sum over workers (times ``scale``). A parameter no worker has a gradient for keeps
         ``grad=None`` (as in one process, so the optimizer leaves it alone); one that only some workers
         have a gradient for gets zeros from the others."""
         params = [p for p in parameters if p.requires_grad]
@@ -100,6 +100,8 @@ class Shard:
         for bucket in _buckets(params, GRADIENT_BUCKET):
             flat = torch.cat([p.grad.reshape(-1) for p in bucket])
             dist.all_reduce(flat)
+            if scale != 1.0:
+                flat.mul_(scale)
             offset = 0
             for p in bucket:
                 n = p.grad.numel()

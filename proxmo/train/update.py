@@ -27,6 +27,7 @@ from proxmo.policy.config import LENGTH_NORMALIZE
 from proxmo.train.config import OptimConfig
 from proxmo.train.distributed import RowLayout, Shard
 from proxmo.train.loss import actor_loss
+from proxmo.train.sharding import clip_gradients, filler, is_sharded, lockstep, whole_parameters
 
 
 class ScoringPolicy(Protocol):
@@ -130,14 +131,22 @@ def micro_batches(indices: Sequence[int], lengths: Sequence[int], size: int) -> 
 
 
 @torch.no_grad()
-def sequence_logprobs(policy: ScoringPolicy, sequences: Sequences, micro_batch_size: int) -> List[torch.Tensor]:
+def sequence_logprobs(policy: ScoringPolicy, sequences: Sequences, micro_batch_size: int,
+                      shard: Optional[Shard] = None) -> List[torch.Tensor]:
     """Per-step log-probabilities of the actions on the CPU, in step order.
 
-    Token level: ``(len(response),)`` per step; candidate level: ``(1,)``, log pi(choice | prompt).
+    Token level: ``(len(response),)`` per step; candidate level: ``(1,)``, log pi(choice | prompt). A model sharded
+    over the workers of ``shard`` makes as many passes on every worker (the extra ones are discarded).
     """
     result: List[Optional[torch.Tensor]] = [None] * len(sequences)
+    chunks = micro_batches(range(len(sequences)), sequences.lengths(), micro_batch_size)
+    if is_sharded(policy.model):
+        chunks = lockstep(chunks, shard)
     with update_mode(policy.model):
-        for chunk in micro_batches(range(len(sequences)), sequences.lengths(), micro_batch_size):
+        for chunk in chunks:
+            if chunk is None:
+                sequences.action_logprobs(policy, filler(range(len(sequences))))
+                continue
             logprobs, _, mask = sequences.action_logprobs(policy, chunk)
             for row, i in enumerate(chunk):
                 n = int(mask[row].sum().item())
@@ -223,8 +232,16 @@ def _mini_batch_step(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, ba
     token_mean = config.loss_agg == "token-mean"
     mini_total = sum(layout.tokens[i] for i in mini) if token_mean else len(mini)
     local_tokens = layout.tokens[layout.offset : layout.offset + layout.count]
+    # sharded layers reduce the mean of the workers' gradients: each loss counts ``world`` times to give their sum
+    sharded = shard is not None and shard.world > 1 and is_sharded(policy.model)
+    chunks = micro_batches(layout.local(mini), lengths, config.micro_batch_size)
+    if sharded:
+        chunks = lockstep(chunks, shard)
     stats: Dict[str, float] = {}
-    for chunk in micro_batches(layout.local(mini), lengths, config.micro_batch_size):
+    for chunk in chunks:
+        padding = chunk is None
+        if padding:  # a pass in lock step with the other workers; its loss counts zero
+            chunk = filler(range(layout.count))
         logprobs, entropy, mask = sequences.action_logprobs(
             policy, chunk, with_entropy=config.entropy_coef > 0 or sequences.candidate_level)  # cheap per candidate
         if old_logprobs is None:
@@ -246,15 +263,21 @@ def _mini_batch_step(policy: ScoringPolicy, optimizer: torch.optim.Optimizer, ba
             dual_clip=config.dual_clip,
             mode=config.loss_agg,
         )
-        weight = (sum(local_tokens[i] for i in chunk) if token_mean else len(chunk)) / mini_total
-        (loss * weight).backward()
+        weight = 0.0 if padding else (sum(local_tokens[i] for i in chunk) if token_mean else len(chunk)) / mini_total
+        (loss * (weight * shard.world if sharded else weight)).backward()
         for key, value in chunk_stats.items():
             stats[key] = stats.get(key, 0.0) + float(value) * weight
         stats["loss"] = stats.get("loss", 0.0) + float(loss.detach()) * weight
     if shard is not None and shard.world > 1:
-        shard.sum_gradients(policy.model.parameters())
+        if sharded:  # the sharded layers reduced theirs in the backward passes; the whole ones count world times
+            shard.sum_gradients(whole_parameters(policy.model), scale=1.0 / shard.world)
+        else:
+            shard.sum_gradients(policy.model.parameters())
         stats = shard.sum_stats(stats)
-    grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.grad_clip)
+    if sharded:
+        grad_norm = clip_gradients(policy.model.parameters(), config.grad_clip)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), config.grad_clip)
     stats["grad_norm"] = float(grad_norm)
     if torch.isfinite(grad_norm):
         optimizer.step()

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from proxmo.policy import ModelConfig, Policy
 from proxmo.train.config import OptimConfig
 from proxmo.train.distributed import Shard
+from proxmo.train.sharding import shard_model
 from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 CORPUS = ["go to cabinet 1", "take apple 1 from cabinet 1", "open fridge 1", "click[buy now]", "look"]
@@ -31,6 +32,9 @@ CASES: Dict[str, dict] = {
     "generate-empty-share": dict(mode="generate", rows=3, optim=dict(mini_batches=3, ppo_epochs=1, micro_batch_size=1)),
     "choose": dict(mode="choose", rows=5, optim=dict(mini_batches=2, ppo_epochs=2, micro_batch_size=2)),
 }
+# the same updates with the model sharded over the two workers (FSDP2)
+CASES.update({f"{name}-sharded": {**case, "shard_model": True} for name, case in list(CASES.items())
+              if name != "generate-seq-mean"})
 
 
 def base_policy() -> Policy:
@@ -77,12 +81,15 @@ def update(case: dict, shard: Shard = None) -> List[torch.Tensor]:
     whole = batch(policy, case)
     policy = Policy(copy.deepcopy(policy.model), policy.tokenizer, policy.config)
     mine = whole if shard is None else rows_of(whole, *shard.share(len(whole)))
+    if shard is not None and case.get("shard_model"):
+        shard_model(policy.model, shard, None)
+        assert sum(hasattr(p, "full_tensor") for p in policy.model.parameters()) > 0  # the layers are sharded
     # SGD with momentum: the parameters show the gradients themselves (Adam's first steps are ~lr * sign(g), which
     # rounding flips for the gradients near zero of rarely seen tokens)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5, momentum=0.9)
     config = OptimConfig(kl_coef=0.05, entropy_coef=0.01, grad_clip=1.0, **case["optim"])
     ppo_update(policy, optimizer, mine, config, torch.Generator().manual_seed(0), shard=shard)
-    return [p.detach().clone() for p in policy.model.parameters()]
+    return [(p.full_tensor() if hasattr(p, "full_tensor") else p).detach().clone() for p in policy.model.parameters()]
 
 
 def worker(rank: int, folder: str) -> None:
