@@ -281,11 +281,12 @@ class Policy:
 
     # ----------------------------------------------------------------- persistence
 
-    def save(self, folder: str | Path) -> None:
-        """Write model (safetensors) and tokenizer; ``ModelConfig(kind="hf", path=folder)`` loads them back."""
+    def save(self, folder: str | Path, state_dict: Optional[dict] = None) -> None:
+        """Write model (safetensors) and tokenizer; ``ModelConfig(kind="hf", path=folder)`` loads them back.
+        ``state_dict``: the weights to write instead of the model's own (a sharded model's, gathered whole)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
+        self.model.save_pretrained(folder, state_dict=state_dict)
         self.tokenizer.save_pretrained(folder)
 
     def parameters_count(self) -> int:

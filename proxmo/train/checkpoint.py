@@ -44,11 +44,13 @@ def checkpoint_dir(root: Path, iteration: int) -> Path:
 def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator, task_rng: random.Random, config: TrainConfig,
                     workers: Optional[List[Dict[str, Any]]] = None,
-                    update_generator: Optional[torch.Generator] = None) -> Path:
+                    update_generator: Optional[torch.Generator] = None, model_state: Optional[Dict[str, Any]] = None,
+                    optimizer_state: Optional[Dict[str, Any]] = None) -> Path:
     """Write ``root/iter_NNNNNN/{model/, trainer_state.pt, config.yaml}``; returns the folder.
 
     A job on several workers adds each worker's random streams (``workers``: its ``generator`` state and
-    ``task_rng`` state, in rank order) and the update's shared generator.
+    ``task_rng`` state, in rank order) and the update's shared generator; a sharded model gives its full
+    ``model_state`` and ``optimizer_state`` (gathered from the workers' shards).
 
     The folder is written under a temporary name and renamed at the end, so an interrupted save
     never leaves a checkpoint that looks complete.
@@ -57,10 +59,10 @@ def save_checkpoint(root: Path, iteration: int, policy: Any, optimizer: torch.op
     partial = final.with_name(final.name + ".partial")
     try:
         partial.mkdir(parents=True, exist_ok=True)
-        policy.save(partial / "model")
+        policy.save(partial / "model", state_dict=model_state)
         state = {
             "iteration": iteration,
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
             "generator": generator.get_state(),
             "task_rng": _plain_random_state(task_rng.getstate()),
         }

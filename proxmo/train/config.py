@@ -178,6 +178,9 @@ class RunConfig(_Section):
                          "one worker takes on the whole batch. 1: the job runs in this process.")
     worker_cpus: float = Field(1.0, gt=0, description="CPUs of one worker (run.workers > 1).")
     worker_gpus: float = Field(0.0, ge=0, description="GPUs of one worker (run.workers > 1); 1 gives each its own GPU.")
+    shard_model: bool = Field(False, description="run.workers > 1: shard each decoder layer's parameters, gradients and "
+                              "optimizer state over the workers (PyTorch FSDP2); the episodes are played by a full "
+                              "copy of the weights in the compute dtype, refreshed after every update.")
     max_failures: int = Field(0, ge=0, description="run.workers > 1: how often the workers are restarted after one "
                               "dies; each restart continues from the run's last checkpoint (see run.save_every).")
 
@@ -223,6 +226,8 @@ class TrainConfig(_Section):
         if w > 1 and self.model.rollout_backend == "vllm":
             raise ValueError("run.workers: a job on several workers samples with its own model (model.rollout_backend"
                              "=hf); the vLLM engine runs in a one-worker job")
+        if self.run.shard_model and w < 2:
+            raise ValueError("run.shard_model: shards the model over the workers of one job; set run.workers >= 2")
         if w > 1 and self.run.worker_gpus > 0 and self.model.device == "cpu":
             raise ValueError(f"run.worker_gpus: {self.run.worker_gpus:g} GPUs per worker with model.device=cpu; set "
                              "model.device=auto (or cuda), or run.worker_gpus=0")

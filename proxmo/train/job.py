@@ -40,6 +40,7 @@ from proxmo.train.evaluation import Evaluation, logged_evaluations
 from proxmo.train.metrics import Timings, rollout_metrics
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
 from proxmo.train.sampling import collect_batch
+from proxmo.train.sharding import full_states, load_optimizer, make_actor, shard_model, sync_actor
 from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
                                 resume_candidates_of, rollout_settings, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
@@ -163,6 +164,11 @@ class Trainer:
         shard.broadcast_parameters(self.policy.model)
         if self.reference is not None:
             shard.broadcast_parameters(self.reference.model)
+        self.actor = self.policy  # the policy that plays the episodes
+        self.sharded = config.run.shard_model and shard.world > 1
+        if self.sharded:  # the layers sharded over the workers; the episodes played by a full copy
+            self.actor = make_actor(self.policy, self.policy.compute_dtype)
+            shard_model(self.policy.model, shard, self.policy.compute_dtype)
         self.evaluation = Evaluation(config, self.setup, self._pool_for, shard)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],
@@ -178,10 +184,14 @@ class Trainer:
         self.local_rollout = config.rollout.model_copy(update={"n_groups": last - first})
         self.start_iteration = 0
         state = load_trainer_state(resume) if resume and shard.leader else None
-        if shard.world > 1:
+        if self.sharded and resume:  # rank 0's full optimizer state, into every worker's shards
+            load_optimizer(self.policy.model, self.optimizer, state["optimizer"] if state else None)
+            state = shard.broadcast({k: v for k, v in state.items() if k != "optimizer"} if state else None)
+        elif shard.world > 1:
             state = shard.broadcast(state)
         if state:
-            self.optimizer.load_state_dict(state["optimizer"])
+            if not self.sharded:
+                self.optimizer.load_state_dict(state["optimizer"])
             mine = state["workers"][shard.rank] if shard.world > 1 else state
             self.generator.set_state(mine["generator"])
             self.task_rng.setstate(mine["task_rng"])
@@ -243,15 +253,17 @@ class Trainer:
         timings = Timings()
         start = time.perf_counter()
         settings = self._settings(c.rollout.temperature)
-        self.policy.model.eval()
+        self.actor.model.eval()
         with timings("rollout"):
-            rollout, played, metrics = collect_batch(self._train_pool(), self.policy, self.sample_tasks, settings,
+            rollout, played, metrics = collect_batch(self._train_pool(), self.actor, self.sample_tasks, settings,
                                                      self.generator, self.local_rollout)
         steps = rollout.trained_steps()
         shared = self.shard.world > 1
         if shared:  # the metrics of every worker's episodes; no update unless some worker has steps
             metrics = self._shared_metrics(played, metrics)
-            if not any(self.shard.gather(bool(steps))):
+            have = self.shard.gather(bool(steps))
+            # a sharded pass needs every worker: no update unless all have steps
+            if not (all(have) if self.sharded else any(have)):
                 steps = []
         if not steps:
             logger.warning("iteration %d: every episode aborted; no update", index)
@@ -273,7 +285,7 @@ class Trainer:
             old = [torch.tensor([s.logprob], dtype=torch.float32) for s in steps]
         elif c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
             with timings("old_logprob"):
-                old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size)
+                old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size, self.shard)
         ref = None
         if self.reference is not None:
             with timings("ref_logprob"):
@@ -282,6 +294,8 @@ class Trainer:
             update_stats = ppo_update(self.policy, self.optimizer, UpdateBatch(sequences, advantages, old, ref), c.optim,
                                       self.update_generator, shard=self.shard if shared else None)
             self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
+            if self.sharded:
+                sync_actor(self.policy.model, self.actor.model)
         metrics.update({metric_key(ACTOR, k): v for k, v in update_stats.items()})
         metrics.update({metric_key(ADVANTAGE, k): v for k, v in result.diagnostics.items()})
         # every worker holds the whole batch's advantages; the counts are summed over workers
@@ -415,7 +429,7 @@ class Trainer:
                 bar.update(task, advance=1, status=self._status)
 
     def _log_eval(self, result: TrainResult, step: int) -> None:
-        metrics = self.evaluation.policy(self.policy)
+        metrics = self.evaluation.policy(self.actor)
         if metrics:
             result.evaluations.append({"step": float(step), **metrics})
             self.tracker.log_metrics(metrics, step=step)
@@ -441,14 +455,17 @@ class Trainer:
 
     def save(self, step: int) -> Optional[Path]:
         """Checkpoint at ``step`` (rank 0 writes it, with every worker's random streams); the folder on rank 0."""
-        workers = None
+        workers = model_state = optimizer_state = None
+        if self.sharded:  # the full weights and optimizer state, gathered on rank 0
+            model_state, optimizer_state = full_states(self.policy.model, self.optimizer)
         if self.shard.world > 1:
             workers = self.shard.gather({"generator": self.generator.get_state(), "task_rng": self.task_rng.getstate()})
             if not self.shard.leader:
                 return None
         folder = save_checkpoint(
             self.run_dir / "checkpoints", step, self.policy, self.optimizer, self.generator, self.task_rng, self.config,
-            workers=workers, update_generator=self.update_generator if workers else None,
+            workers=workers, update_generator=self.update_generator if workers else None, model_state=model_state,
+            optimizer_state=optimizer_state,
         )
         kept = sorted((self.run_dir / "checkpoints").glob("iter_*"))
         for old in kept[: -self.config.run.keep_checkpoints]:

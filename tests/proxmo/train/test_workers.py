@@ -101,3 +101,36 @@ def test_a_killed_worker_is_restarted_from_the_last_checkpoint_to_the_same_numbe
     assert outcome["result"].iterations == 4
     assert _numbers(run_dir) == _numbers(straight[0].run_dir)
     assert json.loads((run_dir / "status.json").read_text())["status"] == "FINISHED"
+
+
+@pytest.mark.integration
+def test_a_sharded_model_trains_as_the_whole_one_and_resumes_from_its_gathered_checkpoint(tmp_path, straight):
+    sharded = train(_two_workers(tmp_path, "sharded", shard_model=True), progress=False)
+    expected, numbers = _numbers(straight[0].run_dir), _numbers(sharded.run_dir)
+    assert numbers.keys() == expected.keys()
+    for step, metrics in expected.items():
+        assert numbers[step].keys() == metrics.keys()
+        for key, value in metrics.items():
+            assert numbers[step][key] == pytest.approx(value, rel=1e-4, abs=1e-5), (step, key)
+    # its checkpoints hold the full weights (those of the whole model's run), and a run resumed from the middle
+    # one (its optimizer state gathered there and sharded again) writes the same weights at iteration 4 again
+    assert _weights(sharded.run_dir, 4).keys() == _weights(straight[0].run_dir, 4).keys()
+    _assert_close(_weights(sharded.run_dir, 4), _weights(straight[0].run_dir, 4))
+    (sharded.run_dir / "checkpoints" / "iter_000004").rename(tmp_path / "first_iter_000004")
+    config = _two_workers(tmp_path, "sharded", shard_model=True, iterations=6,
+                          resume=str(sharded.run_dir / "checkpoints" / "iter_000002"))
+    assert train(config, progress=False).iterations == 6
+    _assert_close(_weights(sharded.run_dir, 4), _weights(straight[0].run_dir, 4))
+
+
+def _weights(run_dir, iteration):
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "checkpoints" / f"iter_{iteration:06d}" / "model" / "model.safetensors")
+
+
+def _assert_close(got, expected):
+    import torch
+
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
