@@ -8,7 +8,12 @@ One iteration (docs/training.md, "One iteration"): the pool resets K groups of n
 each group on one training task -> the policy acts step by step -> every step becomes a row of a
 :class:`~proxmo.advantage.StepBatch` with its tokens -> :func:`~proxmo.advantage.compute_advantages`
 -> :func:`~proxmo.train.update.ppo_update` -> metrics (per-category success, advantage diagnostics,
-the time of every phase) -> tracker -> checkpoint.
+the time of every phase) -> tracker -> checkpoint. The iteration itself is :mod:`proxmo.train.iteration`; this
+module builds the run (a new one or a resumed one) and drives the loop.
+
+On several workers (``run.workers``, :mod:`proxmo.train.workers`) every worker runs a Trainer with its
+:class:`~proxmo.train.distributed.Shard`: rank 0 owns the run folder, the tracker and the checkpoints, and hands
+its weights, its resume decision and its random states to the others.
 """
 
 from __future__ import annotations
@@ -22,31 +27,25 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 import envs
-from envs.backends import BUILD_PROGRESS_FROM
-from proxmo.advantage import compute_advantages
 from proxmo.results import contract
-from proxmo.results.contract import (ACTOR, ADV_FRACTION, ADVANTAGE, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary,
-                                     metric_key)
-from proxmo.rollout import Rollout, RolloutSettings
+from proxmo.results.contract import ADV_FRACTION, METRICS_FILE, SUMMARY_FILE, SUCCESS, Summary
 from proxmo.train.checkpoint import intact_checkpoint, load_trainer_state, resume_conflicts, save_checkpoint
 from proxmo.train.config import TrainConfig, save_config
-from proxmo.train.distributed import Shard, batch_rows, merge_batches, worker_seed
+from proxmo.train.distributed import Shard, worker_seed
 from proxmo.train.evaluation import Evaluation, logged_evaluations
-from proxmo.train.metrics import Timings, rollout_metrics
+from proxmo.train.iteration import Iterations
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
-from proxmo.train.sampling import collect_batch
-from proxmo.train.sharding import full_states, load_optimizer, make_actor, shard_model, sync_actor
+from proxmo.train.sharding import full_states, load_optimizer, make_actor, shard_model
 from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
-                                resume_candidates_of, rollout_settings, run_name)
+                                resume_candidates_of, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
 from proxmo.train.tracking import (LINK_FILE, NullTracker, Tracker, check_tracking_server, make_tracker, read_metrics,
                                    skip_logged)
-from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class TrainResult:
     checkpoint: Optional[Path] = None
 
 
-class Trainer:
+class Trainer(Iterations):
     """Holds a run's policy, reference model, optimizer and pool; :meth:`run` trains it."""
 
     def __init__(self, config: TrainConfig, tracker: Optional[Tracker] = None, progress: bool = True,
@@ -208,135 +207,6 @@ class Trainer:
         return make_tracker(c.tracker, self.run_dir, c.experiment, self.run_dir.name, c.tracking_uri, run_id=run_id,
                             parent_run_id=c.parent_run_id, tags=c.tags)
 
-    def _pool_for(self, options: Dict[str, Any], n_groups: int, group_size: int) -> envs.EnvPool:
-        """A pool of this run's environment on the configured backend (local or Ray actors)."""
-        c = self.config.env
-        return envs.EnvPool(self.setup.name, options, n_groups=n_groups, group_size=group_size, backend=c.backend,
-                            envs_per_actor=c.envs_per_actor, ray_address=c.ray_address)
-
-    def _train_pool(self):
-        if self._pool is None:
-            r = self.local_rollout
-            self._pool = self._pool_for(self.setup.train_options, r.n_groups, r.group_size)
-        return self._pool
-
-    def _build_train_pool(self) -> None:
-        """Build the training environments before the first iteration; a large batch says so while it builds."""
-        r = self.local_rollout
-        count = r.n_groups * r.group_size
-        if not self.progress or count < BUILD_PROGRESS_FROM:
-            self._train_pool()
-            return
-        from rich.console import Console
-
-        with Console(stderr=True).status(f"building {count:,} environments ({self.setup.name})"):
-            self._train_pool()
-
-    def _settings(self, temperature: float) -> RolloutSettings:
-        return rollout_settings(self.config, self.spec, temperature)
-
-    # -- one iteration ----------------------------------------------------------------------
-    def sample_tasks(self) -> List[Any]:
-        """K training tasks, distinct when the split has enough; on several workers, this worker's share of them
-        (every worker draws the same K)."""
-        k, tasks = self.config.rollout.n_groups, self.setup.train_tasks
-        if k <= len(tasks):
-            chosen = self.task_rng.sample(tasks, k)
-        else:
-            chosen = [self.task_rng.choice(tasks) for _ in range(k)]
-        first, last = self.group_share
-        return chosen[first:last]
-
-    def iteration(self, index: int) -> Dict[str, float]:
-        """Collect, estimate advantages, update; returns the iteration's metrics."""
-        c = self.config
-        timings = Timings()
-        start = time.perf_counter()
-        settings = self._settings(c.rollout.temperature)
-        self.actor.model.eval()
-        with timings("rollout"):
-            rollout, played, metrics = collect_batch(self._train_pool(), self.actor, self.sample_tasks, settings,
-                                                     self.generator, self.local_rollout)
-        steps = rollout.trained_steps()
-        shared = self.shard.world > 1
-        if shared:  # the metrics of every worker's episodes; no update unless some worker has steps
-            metrics = self._shared_metrics(played, metrics)
-            have = self.shard.gather(bool(steps))
-            # a sharded pass needs every worker: no update unless all have steps
-            if not (all(have) if self.sharded else any(have)):
-                steps = []
-        if not steps:
-            logger.warning("iteration %d: every episode aborted; no update", index)
-            metrics.update(timings.metrics(time.perf_counter() - start))
-            return metrics
-        with timings("adv"):
-            if shared:  # the whole batch's advantages on every worker; each keeps its own rows'
-                parts = self.shard.gather(batch_rows(rollout.step_batch()) if steps else None)
-                result = compute_advantages(merge_batches([p for p in parts if p is not None]), c.advantage)
-                offset = sum(len(p["group"]) for p in parts[: self.shard.rank] if p is not None)
-                own = result.advantages[offset : offset + len(steps)]
-            else:
-                result = compute_advantages(rollout.step_batch(), c.advantage)
-                own = result.advantages
-        advantages = torch.from_numpy(own).float()
-        sequences = self._sequences(steps)
-        old = None
-        if sequences.candidate_level:  # the behaviour policy's log pi(choice), exactly as acting computed it
-            old = [torch.tensor([s.logprob], dtype=torch.float32) for s in steps]
-        elif c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
-            with timings("old_logprob"):
-                old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size, self.shard)
-        ref = None
-        if self.reference is not None:
-            with timings("ref_logprob"):
-                ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
-        with timings("update"):
-            update_stats = ppo_update(self.policy, self.optimizer, UpdateBatch(sequences, advantages, old, ref), c.optim,
-                                      self.update_generator, shard=self.shard if shared else None)
-            self.policy.sync_rollout_weights()  # a separate rollout engine samples with the new weights
-            if self.sharded:
-                sync_actor(self.policy.model, self.actor.model)
-        metrics.update({metric_key(ACTOR, k): v for k, v in update_stats.items()})
-        metrics.update({metric_key(ADVANTAGE, k): v for k, v in result.diagnostics.items()})
-        # every worker holds the whole batch's advantages; the counts are summed over workers
-        metrics[metric_key(ADVANTAGE, "abs_mean")] = float(torch.from_numpy(result.advantages).float().abs().mean())
-        counts = [len(steps), sum(len(s.response_ids) for s in steps), sum(len(s.prompt_ids) for s in steps),
-                  len(played.steps)]
-        if shared:
-            counts = [sum(column) for column in zip(*self.shard.gather(counts))]
-        trained, response_tokens, prompt_tokens, played_steps = counts
-        total = time.perf_counter() - start
-        metrics[contract.BATCH_STEPS] = float(trained)
-        metrics[metric_key(contract.BATCH, "response_tokens")] = float(response_tokens)
-        metrics[metric_key(contract.BATCH, "prompt_tokens_mean")] = float(prompt_tokens / trained)
-        metrics.update(timings.metrics(total))
-        metrics[contract.ITERATION_SECONDS] = total
-        metrics[contract.STEPS_PER_SECOND] = played_steps / total
-        self._status = f"success {metrics.get(contract.TRAIN_SUCCESS, 0.0):.2f}  {played_steps / total:.0f} steps/s"
-        return metrics
-
-    def _shared_metrics(self, played, own: Dict[str, float]) -> Dict[str, float]:
-        """The training metrics over every worker's episodes (dynamic sampling: the mean kept fraction and the most
-        extra collections of any worker)."""
-        parts = self.shard.gather((played.episodes, own))
-        metrics = rollout_metrics(Rollout(episodes=[e for episodes, _ in parts for e in episodes]), contract.TRAIN)
-        if contract.KEPT_FRACTION in own:
-            metrics[contract.KEPT_FRACTION] = sum(m[contract.KEPT_FRACTION] for _, m in parts) / len(parts)
-            metrics[contract.EXTRA_COLLECTIONS] = max(m[contract.EXTRA_COLLECTIONS] for _, m in parts)
-        return metrics
-
-    def _sequences(self, steps) -> Sequences:
-        """What the update trains: token sequences, or in choose mode the candidate distributions."""
-        r = self.config.rollout
-        candidate_level = all(s.candidate_ids is not None for s in steps)
-        return Sequences(
-            [s.prompt_ids for s in steps],
-            [s.response_ids for s in steps],
-            temperature=r.temperature,
-            candidate_ids=[s.candidate_ids for s in steps] if candidate_level else None,
-            choice=[s.choice for s in steps] if candidate_level else None,
-            length_normalize=r.length_normalize,
-        )
 
     # -- evaluation -------------------------------------------------------------------------
     # -- the loop ---------------------------------------------------------------------------
