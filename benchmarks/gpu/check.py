@@ -2,7 +2,8 @@
 
 It builds Qwen2.5-shaped models from their architecture alone (random weights: no model hub needed) with a
 tokenizer trained on the shipped ALFWorld games, runs GRPO and ProxMO for a few iterations of 16 groups x 8
-rollouts (free-form answers, responses capped), then the 7B shape for memory only, and writes
+rollouts (free-form answers, responses capped), ProxMO again on two workers with its layers sharded (FSDP2, one
+GPU each: on a machine with one GPU the table says it could not run), then the 7B shape for memory only, and writes
 ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` (``$OUT`` on the device machine): seconds per iteration
 and per phase, generation and update tokens per second, peak GPU memory, ``timing/adv_fraction`` of both
 estimators, and whether the parameters changed after an update.
@@ -98,7 +99,7 @@ def job_config(args, model_folder: Path, estimator: str, out: Path, cuda: bool, 
     }
 
 
-def run_job(data: dict, cuda: bool) -> dict:
+def run_job(data: dict, cuda: bool, shard=None) -> dict:
     import torch
 
     from proxmo.train.config import build_config
@@ -108,11 +109,13 @@ def run_job(data: dict, cuda: bool) -> dict:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer = Trainer(build_config(data), progress=False)
+    trainer = Trainer(build_config(data), progress=False, shard=shard)
     built = time.perf_counter() - start
-    watched = [(n, p.detach().clone()) for n, p in trainer.policy.model.named_parameters() if p.requires_grad][:4]
+    # the actor: the policy itself, or the full copy a sharded job plays with (refreshed after each update)
+    watched = [(n, p.detach().clone()) for n, p in trainer.actor.model.named_parameters()
+               if dict(trainer.policy.model.named_parameters())[n].requires_grad][:4]
     result = trainer.run()
-    named = dict(trainer.policy.model.named_parameters())
+    named = dict(trainer.actor.model.named_parameters())
     changed = any(not torch.equal(named[n].detach(), before) for n, before in watched)
     iterations = []
     for metrics in result.history:
@@ -128,12 +131,57 @@ def run_job(data: dict, cuda: bool) -> dict:
     return {"build_s": built, "iterations": iterations, "parameters_changed": changed, "peak_gib": peak}
 
 
-def attempt(data: dict, cuda: bool) -> dict:
+def worker(rank: int, data: dict, cuda: bool, world: int, folder: str) -> None:
+    """Rank ``rank`` of a job on ``world`` workers (NCCL on GPUs, gloo on the CPU; no Ray on the GPU machine):
+    the Trainer on its shard; rank 0 writes what :func:`run_job` measured."""
+    import torch
+    import torch.distributed as dist
+
+    from proxmo.train.distributed import Shard
+
+    if cuda:
+        torch.cuda.set_device(rank)
+        data = {**data, "model": {**data["model"], "device": f"cuda:{rank}"}}
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
+                            world_size=world)
+    try:
+        measured = attempt(data, cuda, Shard(rank, world))
+        if rank == 0:
+            Path(folder, "rank0.json").write_text(json.dumps(measured))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_workers(data: dict, cuda: bool, world: int, out: Path) -> dict:
+    """The job on ``world`` workers with its layers sharded (run.shard_model), each a process of this script, or
+    why it could not run here."""
+    import torch
+
+    if cuda and torch.cuda.device_count() < world:
+        return {"skipped": f"needs {world} GPUs; this machine has {torch.cuda.device_count()}", "iterations": [],
+                "parameters_changed": None, "peak_gib": None}
+    folder = out / f"workers-{world}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rendezvous").unlink(missing_ok=True)
+    (folder / "rank0.json").unlink(missing_ok=True)
+    data = {**data, "run": {**data["run"], "workers": world, "shard_model": True, "name": f"workers-{world}"}}
+    (folder / "job.json").write_text(json.dumps(data))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    ranks = [subprocess.Popen([sys.executable, __file__, "--rank", str(rank), "--world", str(world), "--job-folder",
+                               str(folder)] + (["--cuda"] if cuda else []), env=env) for rank in range(world)]
+    codes = [rank.wait() for rank in ranks]
+    if not (folder / "rank0.json").is_file():
+        return {"error": f"the workers exited with {codes} before rank 0 reported", "iterations": [],
+                "parameters_changed": None, "peak_gib": None}
+    return json.loads((folder / "rank0.json").read_text())
+
+
+def attempt(data: dict, cuda: bool, shard=None) -> dict:
     """:func:`run_job`, with a failure (out of memory, a missing feature) recorded instead of ending the check."""
     import traceback
 
     try:
-        return run_job(data, cuda)
+        return run_job(data, cuda, shard)
     except Exception as error:  # noqa: BLE001 - reported in the JSON and the table; the next run still goes
         if cuda:
             import torch
@@ -149,6 +197,9 @@ def table(report: dict) -> str:
              "| run | iteration | s / iteration | rollout s | adv s | adv share | update s | ref log-prob s | "
              "gen tokens/s | update tokens/s | peak GiB | params changed |", "|" + "---|" * 12]
     for name, run in report["runs"].items():
+        if run.get("skipped"):
+            lines.append(f"| {name} | not run: {run['skipped']} |" + " |" * 10)
+            continue
         if run.get("error"):
             lines.append(f"| {name} | failed: {run['error'].splitlines()[0][:150]} |" + " |" * 10)
             continue
@@ -161,6 +212,20 @@ def table(report: dict) -> str:
                          f"{cell('generation_tokens_per_s', '{:.0f}')} | {cell('update_tokens_per_s', '{:.0f}')} | "
                          f"{peak} | {run['parameters_changed']} |")
     return "\n".join(lines) + "\n"
+
+
+def worker_main(argv) -> None:
+    """A worker process of :func:`run_workers`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--world", type=int, required=True)
+    parser.add_argument("--job-folder", required=True)
+    parser.add_argument("--cuda", action="store_true")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    data = json.loads(Path(args.job_folder, "job.json").read_text())
+    worker(args.rank, data, args.cuda, args.world, args.job_folder)
 
 
 def main(argv=None) -> dict:
@@ -187,6 +252,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
                         help="one small iteration at --memory-shape with LoRA, for peak memory (default: on a GPU)")
     parser.add_argument("--memory-shape", choices=["7b", "tiny"], default="7b")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="a last run of ProxMO on this many workers with sharded layers, one GPU each (0: none)")
     args = parser.parse_args(argv)
     if args.compile and args.generation_cache != "static":
         parser.error("--compile compiles the decoding step over the static KV cache: drop --generation-cache dynamic")
@@ -213,6 +280,10 @@ def main(argv=None) -> dict:
     for estimator in args.estimators:
         report["runs"][f"{args.shape} {estimator}"] = attempt(job_config(args, model_folder, estimator, out, cuda), cuda)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2))  # what is done survives a timeout
+    if args.workers > 1:
+        name = f"{args.shape} proxmo, {args.workers} workers (sharded layers)"
+        report["runs"][name] = run_workers(job_config(args, model_folder, "proxmo", out, cuda), cuda, args.workers, out)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
     if args.memory if args.memory is not None else cuda:
         folder = write_model_folder(out / f"model-{args.memory_shape}", args.memory_shape)
         report["runs"][f"{args.memory_shape} proxmo (LoRA {args.lora_rank}, memory)"] = attempt(
@@ -224,4 +295,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    if "--rank" in sys.argv:
+        worker_main(sys.argv[1:])
+    else:
+        main()

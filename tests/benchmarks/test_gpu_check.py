@@ -20,7 +20,8 @@ def test_the_gpu_check_runs_at_a_tiny_shape_on_cpu(tmp_path):
     report = check.main(["--shape", "tiny", "--groups", "2", "--group-size", "2", "--max-steps", "2",
                          "--response-tokens", "8", "--prompt-tokens", "256", "--memory", "--memory-shape", "tiny",
                          "--dtype", "bfloat16", "--out", str(tmp_path)])
-    assert set(report["runs"]) == {"tiny grpo", "tiny proxmo", "tiny proxmo (LoRA 16, memory)"}
+    assert set(report["runs"]) == {"tiny grpo", "tiny proxmo", "tiny proxmo, 2 workers (sharded layers)",
+                                   "tiny proxmo (LoRA 16, memory)"}
     for run in report["runs"].values():
         assert run["parameters_changed"] is True
         [iteration] = run["iterations"]
@@ -44,7 +45,7 @@ def test_a_run_that_fails_is_recorded_and_the_check_goes_on(tmp_path):
     check = _load()
     report = check.main(["--shape", "tiny", "--groups", "2", "--group-size", "2", "--max-steps", "2",
                          "--response-tokens", "8", "--prompt-tokens", "256", "--estimators", "no-such", "grpo",
-                         "--no-memory", "--out", str(tmp_path)])
+                         "--no-memory", "--workers", "0", "--out", str(tmp_path)])
     assert "no-such" in report["runs"]["tiny no-such"]["error"]
     assert report["runs"]["tiny grpo"]["parameters_changed"] is True
     assert "| tiny no-such | failed:" in (tmp_path / "gpu_check.md").read_text()
