@@ -114,7 +114,7 @@ class Iterations:
         ref = None
         if self.reference is not None:
             with timings("ref_logprob"):
-                ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size)
+                ref = sequence_logprobs(self.reference, sequences, c.optim.micro_batch_size, self.shard)
         with timings("update"):
             update_stats = ppo_update(self.policy, self.optimizer, UpdateBatch(sequences, advantages, old, ref), c.optim,
                                       self.update_generator, shard=self.shard if shared else None)

@@ -40,7 +40,7 @@ from proxmo.train.distributed import Shard, worker_seed
 from proxmo.train.evaluation import Evaluation, logged_evaluations
 from proxmo.train.iteration import Iterations
 from proxmo.train.runfolder import PROCESS_FILE, acquire_writer, make_run_folder, write_atomic
-from proxmo.train.sharding import full_states, load_optimizer, make_actor, shard_model
+from proxmo.train.sharding import frozen_shards, full_states, load_optimizer, make_actor, shard_model
 from proxmo.train.setup import (build_policies, check_runtime, evaluation_key, prepare_env, quiet_transformers,
                                 resume_candidates_of, run_name)
 from proxmo.train.signals import Terminated, Uninterrupted, terminate_as_exit
@@ -168,6 +168,8 @@ class Trainer(Iterations):
         if self.sharded:  # the layers sharded over the workers; the episodes played by a full copy
             self.actor = make_actor(self.policy, self.policy.compute_dtype)
             shard_model(self.policy.model, shard, self.policy.compute_dtype)
+            if self.reference is not None and self.reference.model is not self.policy.model:
+                self.reference = frozen_shards(self.reference, shard)  # not LoRA's adapters-off view: a model
         self.evaluation = Evaluation(config, self.setup, self._pool_for, shard)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.policy.model.parameters() if p.requires_grad],

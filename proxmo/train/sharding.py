@@ -10,7 +10,7 @@ reduced in float32 (``MixedPrecisionPolicy``), as the unsharded model's autocast
 
 Every forward pass of the sharded model is a collective, so the workers run the same number of them: the update's
 micro-batches and the old log-probabilities are padded to the most any worker has (:func:`lockstep`) with passes
-whose loss counts zero. Acting is not in lock step (each worker plays its own episodes), so the episodes are played
+whose loss counts zero; the KL reference is sharded the same way (in the compute dtype). Acting is not in lock step (each worker plays its own episodes), so the episodes are played
 by a full copy of the weights in the compute dtype, the *actor*, refreshed after every update
 (:func:`sync_actor`); a checkpoint gathers the full float32 weights and optimizer state on rank 0
 (:func:`full_states`). A reduced gradient is the mean over workers, so each worker's loss is scaled by their
@@ -78,6 +78,16 @@ def make_actor(policy, compute_dtype: Optional[torch.dtype]):
     return type(policy)(model, policy.tokenizer, policy.config, None)
 
 
+def frozen_shards(reference, shard: Shard):
+    """The KL reference (a frozen full model) in the compute dtype, its layers sharded like the policy's: its log-probs
+    are computed in the update phase, where the workers are in lock step anyway."""
+    dtype = reference.compute_dtype
+    if dtype is not None:
+        reference.model.to(dtype)
+    shard_model(reference.model, shard, None)
+    return type(reference)(reference.model, reference.tokenizer, reference.config, None)
+
+
 @torch.no_grad()
 def sync_actor(model: torch.nn.Module, actor: torch.nn.Module) -> None:
     """The actor's weights from the sharded model's (a collective: every worker calls it, in the same order)."""
@@ -137,5 +147,5 @@ def filler(rows: Sequence[int]) -> List[int]:
     return [rows[0]]
 
 
-__all__ = ["clip_gradients", "filler", "full_states", "is_sharded", "whole_parameters", "layer_stack", "load_optimizer", "lockstep", "make_actor",
+__all__ = ["clip_gradients", "filler", "frozen_shards", "full_states", "is_sharded", "whole_parameters", "layer_stack", "load_optimizer", "lockstep", "make_actor",
            "shard_model", "sync_actor"]
