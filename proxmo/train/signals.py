@@ -23,15 +23,21 @@ class Terminated(SystemExit):
 
 
 @contextmanager
-def terminate_as_exit() -> Iterator[None]:
+def terminate_as_exit(replace: bool = False) -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (so the run is closed KILLED) instead of ending the
-    process at once. Only in the main thread and only where nobody else handles SIGTERM (a Ray worker does)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+    process at once. Only in the main thread and only where nobody else handles SIGTERM (a Ray worker does), unless
+    ``replace``: then whatever handler there was (the one ``ray.init`` installs in a driver) is set aside for the
+    block."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or (previous != signal.SIG_DFL and not replace):
         yield
         return
 
+    _state["received"] = False
+
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        _state["received"] = True
         if _state["deferring"]:
             _state["pending"] = True  # raised when the record's write is done
             return
@@ -41,12 +47,19 @@ def terminate_as_exit() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         _state["pending"] = False
 
 
-_state = {"deferring": 0, "pending": False}
-"""How many :func:`deferred` blocks the main thread is in, and whether a SIGTERM waits for them to end."""
+_state = {"deferring": 0, "pending": False, "received": False}
+"""How many :func:`deferred` blocks the main thread is in, whether a SIGTERM waits for them to end, and whether one
+reached the last :func:`terminate_as_exit` block."""
+
+
+def sigterm_received() -> bool:
+    """Whether a SIGTERM reached the last :func:`terminate_as_exit` block (a library that waits in C, such as
+    ``ray.get``, turns the :class:`Terminated` it raises into an exit of its own)."""
+    return bool(_state["received"])
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -23,11 +24,15 @@ from typing import Any, Dict, Optional
 from proxmo.results.contract import ITERATION_SECONDS, SUMMARY_FILE, Summary
 from proxmo.train.checkpoint import intact_checkpoint
 from proxmo.train.config import TrainConfig
-from proxmo.train.runfolder import latest_checkpoint
+from proxmo.train.runfolder import latest_checkpoint, writer_alive
+from proxmo.train.signals import Terminated, sigterm_received, terminate_as_exit
 from proxmo.train.setup import resume_candidates_of, run_name
 from proxmo.train.tracking import close_abandoned, read_metrics
 
 logger = logging.getLogger(__name__)
+
+WRITER_GRACE_S = 60.0
+"""How long a stopped or failed job waits for rank 0 to let go of the run folder before closing the run."""
 
 LAUNCH_FILE = "workers.json"
 """In the run folder of a job on several workers: which launch wrote it, on how many workers and on which Ray
@@ -77,7 +82,7 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     if not config.run.resume and folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"run folder {folder} already holds a run; continue it with run.resume={folder}, or "
                               "choose another run.name")
-    start_ray(config.env.ray_address)
+    started = start_ray(config.env.ray_address)
     check_resources(config)
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -94,10 +99,25 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
                              failure_config=FailureConfig(max_failures=run.max_failures)),
     )
     try:
-        trainer.fit()
+        with terminate_as_exit(replace=True):  # ray.init put its own SIGTERM handler, which ends the process at once
+            trainer.fit()
     except BaseException as error:
+        stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
+        if stopped and started:  # the workers go with the Ray this process started
+            import ray
+
+            ray.shutdown()
         # a worker that died (or was stopped with this process) may have left the run RUNNING
-        close_abandoned(folder, "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")
+        deadline = time.monotonic() + WRITER_GRACE_S
+        while writer_alive(folder) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        close_abandoned(folder, "KILLED" if stopped else "FAILED")
+        if isinstance(error, Terminated):
+            error.run_dir = folder
+        elif stopped and sigterm_received():  # ray.get turned the SIGTERM into an exit of its own
+            terminated = Terminated()
+            terminated.run_dir = folder
+            raise terminated from None
         raise
     finally:
         shutil.rmtree(storage, ignore_errors=True)

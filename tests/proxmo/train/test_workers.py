@@ -134,3 +134,36 @@ def _assert_close(got, expected):
 
     for name, tensor in expected.items():
         torch.testing.assert_close(got[name], tensor, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.integration
+def test_sigterm_ends_a_job_on_workers_killed_and_stops_its_workers(tmp_path):
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from proxmo.train.tracking import read_metrics
+
+    data = _webshop(tmp_path, name="term", workers=2, iterations=500, tracker="both")
+    data["eval"] = {"every": 0, "tasks": 2, "batch": 2}
+    config = tmp_path / "term.json"
+    config.write_text(json.dumps(data))
+    run_dir = tmp_path / "runs" / "term"
+    code = ("import json, sys; from proxmo.train.launch import launch; "
+            "sys.exit(launch(None, [f'{k}={json.dumps(v)}' for k, v in json.load(open(sys.argv[1])).items()], quiet=True))")
+    process = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any("train/success" in r["metrics"] for r in read_metrics(run_dir)) and process.poll() is None:
+        assert time.monotonic() < deadline, "the job never logged an iteration"
+        time.sleep(0.2)
+    workers = [p for p in psutil.Process(process.pid).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, [line for line in output.splitlines() if "rror" in line or "erminat" in line][-20:]
+    assert f"run.resume={run_dir}" in output
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
+    link = json.loads((run_dir / "mlflow.json").read_text())
+    assert mlflow.MlflowClient(link["tracking_uri"]).get_run(link["run_id"]).info.status == "KILLED"
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
