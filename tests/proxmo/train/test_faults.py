@@ -80,16 +80,20 @@ def test_a_new_run_does_not_write_over_a_finished_one(tmp_path):
 
 
 # -- SIGTERM ---------------------------------------------------------------------------------------------------
+def launch_process(data, config: Path, **popen) -> subprocess.Popen:
+    """``proxmo train`` of the config ``data`` (written to ``config``) in a process of its own, its output piped."""
+    config.write_text(json.dumps(data))
+    code = ("import json, sys; from proxmo.train.launch import launch; "
+            "sys.exit(launch(None, [f'{k}={json.dumps(v)}' for k, v in json.load(open(sys.argv[1])).items()], quiet=True))")
+    return subprocess.Popen([sys.executable, "-c", code, str(config)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
 def test_sigterm_ends_the_job_killed_in_its_folder_and_in_mlflow(tmp_path):
     data = _webshop_run(tmp_path, iterations=500, tracker="both", name="term")
     data["eval"] = {"every": 0, "tasks": 2, "batch": 2}
-    config = tmp_path / "term.json"
-    config.write_text(json.dumps(data))
     run_dir = tmp_path / "runs" / "term"
-    code = ("import json, sys; from proxmo.train.launch import launch; import yaml; "
-            "sys.exit(launch(None, [f'{k}={json.dumps(v)}' for k, v in json.load(open(sys.argv[1])).items()], quiet=True))")
-    process = subprocess.Popen([sys.executable, "-c", code, str(config)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = launch_process(data, tmp_path / "term.json")
     deadline = time.monotonic() + 120
     while not any("train/success" in r["metrics"] for r in read_metrics(run_dir)) and process.poll() is None:
         assert time.monotonic() < deadline, "the job never logged an iteration"

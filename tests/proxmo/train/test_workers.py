@@ -138,22 +138,15 @@ def _assert_close(got, expected):
 
 @pytest.mark.integration
 def test_sigterm_ends_a_job_on_workers_killed_and_stops_its_workers(tmp_path):
-    import subprocess
-    import sys
-
     import mlflow
 
     from proxmo.train.tracking import read_metrics
+    from tests.proxmo.train.test_faults import launch_process
 
     data = _webshop(tmp_path, name="term", workers=2, iterations=500, tracker="both")
     data["eval"] = {"every": 0, "tasks": 2, "batch": 2}
-    config = tmp_path / "term.json"
-    config.write_text(json.dumps(data))
     run_dir = tmp_path / "runs" / "term"
-    code = ("import json, sys; from proxmo.train.launch import launch; "
-            "sys.exit(launch(None, [f'{k}={json.dumps(v)}' for k, v in json.load(open(sys.argv[1])).items()], quiet=True))")
-    process = subprocess.Popen([sys.executable, "-c", code, str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = launch_process(data, tmp_path / "term.json", start_new_session=True)
     deadline = time.monotonic() + 300
     while not any("train/success" in r["metrics"] for r in read_metrics(run_dir)) and process.poll() is None:
         assert time.monotonic() < deadline, "the job never logged an iteration"
