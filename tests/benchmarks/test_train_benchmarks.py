@@ -52,3 +52,12 @@ def test_dashboard_benchmark_runs_on_a_small_store():
 def test_logprob_memory_benchmark_smoke():
     rows = _load("logprob_memory").main(["--vocab", "2000", "--batch", "2", "--response", "16", "--chunks", "0", "8"])
     assert [row["chunk"] for row in rows] == [0, 8] and all(row["extra_mib"] >= 0 for row in rows)
+
+
+@pytest.mark.integration
+def test_workers_benchmark_smoke(capsys):
+    rows = _load("workers").main(["--iterations", "2", "--", "rollout.n_groups=2", "rollout.group_size=2",
+                                  "rollout.max_steps=3",
+                                  "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}"])
+    assert [row["workers"] for row in rows] == [1, 2] and all(row["steps_per_s"] > 0 for row in rows)
+    assert "| 2 |" in capsys.readouterr().out
