@@ -34,7 +34,10 @@ def test_alfworld_learning_benchmark_smoke(capsys):
     module = _load("alfworld_learning")
     assert module.main(["--seeds", "0", "1", "--", *TINY_ALFWORLD]) == 0
     out = capsys.readouterr().out
-    assert "| 0 |" in out and "| 1 |" in out and "mean gain over 2 seeds" in out and "95% CI" in out
+    assert "| default | 0 |" in out and "| default | 1 |" in out and "mean gain over 2 seeds" in out and "95% CI" in out
+    assert module.main(["--seeds", "0", "--game-sets", "default", "7", "--", *TINY_ALFWORLD]) == 0
+    out = capsys.readouterr().out
+    assert "| 7 | 0 |" in out and "mean gain over 2 runs (seeds x game sets)" in out
 
 
 @pytest.mark.integration
