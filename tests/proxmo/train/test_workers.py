@@ -160,3 +160,34 @@ def test_sigterm_ends_a_job_on_workers_killed_and_stops_its_workers(tmp_path):
     link = json.loads((run_dir / "mlflow.json").read_text())
     assert mlflow.MlflowClient(link["tracking_uri"]).get_run(link["run_id"]).info.status == "KILLED"
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
+
+
+def test_a_resume_on_another_number_of_workers_is_refused_naming_the_field(tmp_path):
+    from proxmo.train.checkpoint import resume_conflicts
+    from proxmo.train.config import save_config
+
+    checkpoint = tmp_path / "iter_000002"
+    checkpoint.mkdir()
+    save_config(_two_workers(tmp_path, "saved"), checkpoint / "config.yaml")
+    assert resume_conflicts(checkpoint, _two_workers(tmp_path, "saved", iterations=8)) == []
+    assert resume_conflicts(checkpoint, _two_workers(tmp_path, "saved", workers=1)) == ["run.workers: 2 -> 1"]
+    assert resume_conflicts(checkpoint, _two_workers(tmp_path, "saved", shard_model=True)) == [
+        "run.shard_model: False -> True"]
+
+
+def test_a_checkpoint_older_than_the_worker_settings_resumes_at_their_defaults(tmp_path):
+    import yaml
+
+    from proxmo.train.checkpoint import resume_conflicts
+    from proxmo.train.config import build_config
+
+    checkpoint = tmp_path / "iter_000002"
+    checkpoint.mkdir()
+    one = build_config(_webshop(tmp_path, name="old"))
+    saved = one.to_dict()
+    for key in ("workers", "worker_cpus", "worker_gpus", "shard_model", "max_failures"):
+        del saved["run"][key]
+    (checkpoint / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resume_conflicts(checkpoint, one) == []
+    assert resume_conflicts(checkpoint, _two_workers(tmp_path, "old", iterations=2, save_every=0,
+                                                     keep_checkpoints=2)) == ["run.workers: (absent) -> 2"]
