@@ -64,3 +64,11 @@ def test_workers_benchmark_smoke(capsys):
                                   "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}"])
     assert [row["workers"] for row in rows] == [1, 2] and all(row["steps_per_s"] > 0 for row in rows)
     assert "| 2 |" in capsys.readouterr().out
+
+
+def test_graph_aliasing_benchmark_smoke(capsys):
+    result = _load("graph_aliasing").main(["--batches", "1", "--groups", "2", "configs/alfworld_demo.yaml",
+                                           "rollout.group_size=4", "rollout.max_steps=6", "eval.at_start=false",
+                                           "env.options.games={train: 3, eval: 2, max_receptacles: 3, distractors: 0}"])
+    assert set(result["counts"]) == {"failed", "won"}
+    assert "| failed |" in capsys.readouterr().out
