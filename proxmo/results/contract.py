@@ -82,6 +82,8 @@ KEPT_FRACTION = metric_key(BATCH, "kept_fraction")
 """Dynamic sampling: the share of collected groups whose episodes' returns differ (the others are dropped)."""
 EXTRA_COLLECTIONS = metric_key(BATCH, "extra_collections")
 """Dynamic sampling: collections beyond the first that refilled the batch."""
+WORKER_IMBALANCE = metric_key(BATCH, "worker_imbalance")
+"""A job on several workers: the most steps one worker trained, over the mean (1: even; the slowest sets the pace)."""
 ADV_SECONDS = timing_key("adv")
 ADV_FRACTION = fraction_key("adv")
 """The share of an iteration spent computing advantages: ProxMO's overhead."""

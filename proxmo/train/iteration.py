@@ -128,7 +128,10 @@ class Iterations:
         counts = [len(steps), sum(len(s.response_ids) for s in steps), sum(len(s.prompt_ids) for s in steps),
                   len(played.steps)]
         if shared:
-            counts = [sum(column) for column in zip(*self.shard.gather(counts))]
+            parts = self.shard.gather(counts)
+            # the slowest worker sets the pace: the most steps any worker trained, against the mean
+            metrics[contract.WORKER_IMBALANCE] = max(p[0] for p in parts) * len(parts) / max(sum(p[0] for p in parts), 1)
+            counts = [sum(column) for column in zip(*parts)]
         trained, response_tokens, prompt_tokens, played_steps = counts
         total = time.perf_counter() - start
         metrics[contract.BATCH_STEPS] = float(trained)
