@@ -83,7 +83,8 @@ KEPT_FRACTION = metric_key(BATCH, "kept_fraction")
 EXTRA_COLLECTIONS = metric_key(BATCH, "extra_collections")
 """Dynamic sampling: collections beyond the first that refilled the batch."""
 WORKER_IMBALANCE = metric_key(BATCH, "worker_imbalance")
-"""A job on several workers: the most steps one worker trained, over the mean (1: even; the slowest sets the pace)."""
+"""A job on several workers: the most steps one worker played into the batch, over the mean (1: even). The update's
+rows are then moved between workers to even out their work; the rollout's are not."""
 ADV_SECONDS = timing_key("adv")
 ADV_FRACTION = fraction_key("adv")
 """The share of an iteration spent computing advantages: ProxMO's overhead."""

@@ -108,6 +108,35 @@ class Shard:
                 p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
                 offset += n
 
+    def rebalance(self, items: List[Any], costs: Sequence[float]) -> List[Any]:
+        """This worker's share of every worker's ``items`` (in rank order) after moving rows between workers so that
+        each holds a contiguous span of about the same total ``cost``: only the rows that change hands travel
+        (point to point). One worker: ``items`` as they are."""
+        if self.world == 1:
+            return list(items)
+        parts = self.gather(list(costs))
+        old, start = [], 0
+        for part in parts:
+            old.append((start, start + len(part)))
+            start += len(part)
+        new = balanced_spans([c for part in parts for c in part], self.world)
+        mine_first = old[self.rank][0]
+        pieces: Dict[int, List[Any]] = {}
+        for source in range(self.world):
+            for target in range(self.world):
+                first, last = max(old[source][0], new[target][0]), min(old[source][1], new[target][1])
+                if first >= last:
+                    continue
+                if source == target == self.rank:
+                    pieces[first] = list(items[first - mine_first : last - mine_first])
+                elif source == self.rank:
+                    dist.send_object_list([list(items[first - mine_first : last - mine_first])], dst=target)
+                elif target == self.rank:
+                    box: List[Any] = [None]
+                    dist.recv_object_list(box, src=source)
+                    pieces[first] = box[0]
+        return [item for first in sorted(pieces) for item in pieces[first]]
+
     def broadcast(self, item: Any) -> Any:
         """Rank 0's ``item`` on every worker (a picklable object: a decision, a random state)."""
         if self.world == 1:
@@ -167,6 +196,23 @@ class RowLayout:
         return [i - self.offset for i in rows if self.offset <= i < self.offset + self.count]
 
 
+def balanced_spans(costs: Sequence[float], world: int) -> List[Tuple[int, int]]:
+    """Contiguous ``[start, end)`` spans of the rows, one per worker in order, whose summed ``costs`` are as even as
+    contiguous spans allow (each boundary where the running total is nearest its share); every span holds a row
+    when there are as many rows as workers."""
+    n = len(costs)
+    prefix = np.concatenate([[0.0], np.cumsum(np.asarray(costs, dtype=np.float64))])
+    total = prefix[-1]
+    bounds = [0]
+    for k in range(1, world):
+        cut = int(np.argmin(np.abs(prefix - total * k / world)))
+        if n >= world:  # leave a row for this worker and for each one after it
+            cut = min(max(cut, bounds[-1] + 1), n - (world - k))
+        bounds.append(max(cut, bounds[-1]))
+    bounds.append(len(costs))
+    return [(bounds[k], bounds[k + 1]) for k in range(world)]
+
+
 def worker_seed(seed: int, rank: int) -> int:
     """The seed of worker ``rank``'s own random streams (action sampling, evaluation episodes): ``seed`` itself
     on rank 0, so one worker samples exactly as a plain job does, and distinct derived seeds on the others."""
@@ -200,4 +246,5 @@ def merge_batches(parts: Sequence[Dict[str, Any]]) -> StepBatch:
                         ("group", "traj", "t", "reward", "invalid", "won", "anchor")}, **optional)
 
 
-__all__ = ["GRADIENT_BUCKET", "RowLayout", "Shard", "batch_rows", "merge_batches", "share", "worker_seed"]
+__all__ = ["GRADIENT_BUCKET", "RowLayout", "Shard", "balanced_spans", "batch_rows", "merge_batches", "share",
+           "worker_seed"]

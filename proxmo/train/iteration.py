@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Dict, List
 
+import numpy as np
 import torch
 
 import envs
@@ -29,6 +30,14 @@ from proxmo.train.sharding import sync_actor
 from proxmo.train.update import Sequences, UpdateBatch, ppo_update, sequence_logprobs
 
 logger = logging.getLogger(__name__)
+
+
+def _cost(step) -> int:
+    """What a step costs the update: the tokens of its forward pass (its prompt and its response, or all of its
+    candidates)."""
+    if step.candidate_ids is not None:
+        return len(step.prompt_ids) + sum(len(c) for c in step.candidate_ids)
+    return len(step.prompt_ids) + len(step.response_ids)
 
 
 class Iterations:
@@ -103,11 +112,17 @@ class Iterations:
             else:
                 result = compute_advantages(rollout.step_batch(), c.advantage)
                 own = result.advantages
+        counts = [len(steps), sum(len(s.response_ids) for s in steps), sum(len(s.prompt_ids) for s in steps),
+                  len(played.steps)]
+        trained_here = steps
+        if shared:  # the update's rows moved between workers so that each trains about the same amount
+            moved = self.shard.rebalance(list(zip(steps, own.tolist())), [_cost(s) for s in steps])
+            trained_here, own = [s for s, _ in moved], np.array([a for _, a in moved], dtype=own.dtype)
         advantages = torch.from_numpy(own).float()
-        sequences = self._sequences(steps)
+        sequences = self._sequences(trained_here)
         old = None
         if sequences.candidate_level:  # the behaviour policy's log pi(choice), exactly as acting computed it
-            old = [torch.tensor([s.logprob], dtype=torch.float32) for s in steps]
+            old = [torch.tensor([s.logprob], dtype=torch.float32) for s in trained_here]
         elif c.optim.ppo_epochs * c.optim.mini_batches > 1:  # one step: the old log-probs are the current ones
             with timings("old_logprob"):
                 old = sequence_logprobs(self.policy, sequences, c.optim.micro_batch_size, self.shard)
@@ -125,11 +140,9 @@ class Iterations:
         metrics.update({metric_key(ADVANTAGE, k): v for k, v in result.diagnostics.items()})
         # every worker holds the whole batch's advantages; the counts are summed over workers
         metrics[metric_key(ADVANTAGE, "abs_mean")] = float(torch.from_numpy(result.advantages).float().abs().mean())
-        counts = [len(steps), sum(len(s.response_ids) for s in steps), sum(len(s.prompt_ids) for s in steps),
-                  len(played.steps)]
         if shared:
             parts = self.shard.gather(counts)
-            # the slowest worker sets the pace: the most steps any worker trained, against the mean
+            # how unevenly the workers played: the most steps any worker brought to the batch, against the mean
             metrics[contract.WORKER_IMBALANCE] = max(p[0] for p in parts) * len(parts) / max(sum(p[0] for p in parts), 1)
             counts = [sum(column) for column in zip(*parts)]
         trained, response_tokens, prompt_tokens, played_steps = counts

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from proxmo.train.distributed import RowLayout, Shard, share
+from proxmo.train.distributed import RowLayout, Shard, balanced_spans, share
 from tests.proxmo.train import two_workers
 
 
@@ -46,3 +46,20 @@ def test_two_workers_take_the_step_of_one_on_the_whole_batch(two_worker_paramete
     # Each worker alone on its half takes another step.
     half = two_workers.update(case | {"rows": share(case["rows"], 0, 2)[1]})
     assert max(float((a - b).abs().max()) for a, b in zip(one, half)) > 1e-4
+
+
+def test_balanced_spans_cover_the_rows_in_order_with_even_costs():
+    assert balanced_spans([1] * 10, 2) == [(0, 5), (5, 10)]
+    assert balanced_spans([5, 1, 1, 1, 1, 1], 2) == [(0, 1), (1, 6)]
+    assert balanced_spans([100, 1, 1], 3) == [(0, 1), (1, 2), (2, 3)]  # a row for every worker while rows last
+    assert balanced_spans([1], 3) == [(0, 0), (0, 1), (1, 1)]
+
+
+def test_rebalancing_moves_rows_between_workers_and_keeps_their_order(tmp_path):
+    mp.start_processes(two_workers.rebalance_worker, args=(str(tmp_path),), nprocs=2, join=True, start_method="spawn")
+    kept = [torch.load(tmp_path / f"rebalanced.rank{rank}.pt") for rank in range(2)]
+    everything = [(rank, i) for rank, costs in two_workers.REBALANCE.items() for i in range(len(costs))]
+    assert kept[0] + kept[1] == everything  # every row once, in rank order
+    costs = {(rank, i): c for rank, row in two_workers.REBALANCE.items() for i, c in enumerate(row)}
+    assert [sum(costs[item] for item in part) for part in kept] == [10, 12]  # from 8 against 14
+    assert kept[0] == everything[:5]  # worker 0 took worker 1's first row

@@ -101,3 +101,18 @@ def worker(rank: int, folder: str) -> None:
             torch.save(update(case, shard), Path(folder) / f"{name}.rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+# rows of uneven cost on uneven workers: (rank, index) items and their costs
+REBALANCE = {0: [5, 1, 1, 1], 1: [2, 2, 10]}
+
+
+def rebalance_worker(rank: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+    try:
+        costs = REBALANCE[rank]
+        kept = Shard.current().rebalance([(rank, i) for i in range(len(costs))], costs)
+        torch.save(kept, Path(folder) / f"rebalanced.rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
