@@ -3,13 +3,12 @@ folder's metrics file as the job (here or in a Ray worker on the same file syste
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List, Mapping, Optional
 
-from proxmo.results.contract import (GREEDY, ITERATION_SECONDS, LOSS, METRICS_FILE, RANDOM, TRAIN_SUCCESS, VAL,
-                                     quantity_key, success_key)
+from proxmo.results.contract import (GREEDY, ITERATION_SECONDS, LOSS, RANDOM, TRAIN_SUCCESS, VAL, quantity_key,
+                                     success_key)
 
 
 def progress_lines(record: Mapping[str, Any], iterations: Optional[int] = None) -> List[str]:
@@ -36,40 +35,16 @@ def follow_progress(run_dir: Optional[Path], iterations: Optional[int], log, eve
     if run_dir is None:
         yield
         return
-    from proxmo.train.tracking import parse_records
+    from proxmo.train.tracking.follow import follow_records
 
-    path = Path(run_dir) / METRICS_FILE
-    offset = path.stat().st_size if path.exists() else 0  # a resumed run: only what is new
-    done = threading.Event()
     name = Path(run_dir).name
 
-    def read_new() -> None:
-        nonlocal offset
-        if not path.exists():
-            return
-        if path.stat().st_size < offset:  # the folder was moved aside and started again
-            offset = 0
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read()
-        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
-        offset += len(complete)
-        for record in parse_records(complete.decode().splitlines(), path, strict=False):
-            for text in progress_lines(record, iterations):
-                log.info("%s: %s", name, text)
+    def handle(record) -> None:
+        for text in progress_lines(record, iterations):
+            log.info("%s: %s", name, text)
 
-    def follow() -> None:
-        while not done.wait(every):
-            read_new()
-        read_new()
-
-    thread = threading.Thread(target=follow, name=f"progress-{name}", daemon=True)
-    thread.start()
-    try:
+    with follow_records(Path(run_dir), handle, every):
         yield
-    finally:
-        done.set()
-        thread.join(timeout=10)
 
 
 __all__ = ["follow_progress", "progress_lines"]

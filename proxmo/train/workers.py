@@ -18,16 +18,19 @@ import shutil
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
-from proxmo.results.contract import ITERATION_SECONDS, SUMMARY_FILE, Summary
+from proxmo.results.contract import (ITERATION_SECONDS, STEPS_PER_SECOND, SUCCESS, SUMMARY_FILE, TRAIN_SUCCESS,
+                                     Summary)
 from proxmo.train.checkpoint import intact_checkpoint
 from proxmo.train.config import TrainConfig
 from proxmo.train.runfolder import latest_checkpoint, writer_alive
 from proxmo.train.signals import Terminated, sigterm_received, terminate_as_exit
 from proxmo.train.setup import resume_candidates_of, run_name
 from proxmo.train.tracking import close_abandoned, read_metrics
+from proxmo.train.tracking.follow import follow_records
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,8 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     if not config.run.resume and folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"run folder {folder} already holds a run; continue it with run.resume={folder}, or "
                               "choose another run.name")
-    started = start_ray(config.env.ray_address)
+    # a progress bar keeps the console to itself: the workers' own output stays in Ray's logs
+    started = start_ray(config.env.ray_address, log_to_driver=not progress)
     check_resources(config)
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -99,7 +103,8 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
                              failure_config=FailureConfig(max_failures=run.max_failures)),
     )
     try:
-        with terminate_as_exit(replace=True):  # ray.init put its own SIGTERM handler, which ends the process at once
+        # ray.init put its own SIGTERM handler, which ends the process at once
+        with terminate_as_exit(replace=True), progress_bar(folder, config, progress):
             trainer.fit()
     except BaseException as error:
         stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
@@ -122,6 +127,31 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     return result_of(folder)
+
+
+@contextmanager
+def progress_bar(folder: Path, config: TrainConfig, enabled: bool) -> Iterator[None]:
+    """The job's progress, as one worker's job shows it, read from the run folder that rank 0 writes."""
+    if not enabled:
+        yield
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(f"[bold]train ({config.run.workers} workers)"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns) as bar:
+        task = bar.add_task("train", total=config.run.iterations, status="starting the workers")
+
+        def show(record: Dict[str, Any]) -> None:
+            metrics = record["metrics"]
+            if SUCCESS in metrics:
+                bar.update(task, status=f"evaluated at {int(record['step'])}: success {metrics[SUCCESS]:.2f}")
+            if ITERATION_SECONDS in metrics:
+                bar.update(task, completed=int(record["step"]), status=f"success {metrics.get(TRAIN_SUCCESS, 0.0):.2f}"
+                           f"  {metrics.get(STEPS_PER_SECOND, 0.0):.0f} steps/s")
+
+        with follow_records(folder, show):
+            yield
 
 
 def work(payload: Dict[str, Any]) -> None:
