@@ -96,7 +96,7 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     storage = Path(tempfile.mkdtemp(prefix="proxmo-train-"))
     trainer = TorchTrainer(
         work,
-        train_loop_config={"config": config.to_dict(), "launch": uuid.uuid4().hex, "progress": progress},
+        train_loop_config={"config": config.to_dict(), "launch": uuid.uuid4().hex},
         scaling_config=ScalingConfig(num_workers=run.workers, use_gpu=run.worker_gpus > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=folder.name, storage_path=str(storage),
