@@ -109,9 +109,8 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     except BaseException as error:
         stopped = isinstance(error, (KeyboardInterrupt, SystemExit))
         if stopped and started:  # the workers go with the Ray this process started
-            import ray
-
-            ray.shutdown()
+            _shutdown_ray()
+            started = False
         # a worker that died (or was stopped with this process) may have left the run RUNNING
         deadline = time.monotonic() + WRITER_GRACE_S
         while writer_alive(folder) and time.monotonic() < deadline:
@@ -125,8 +124,16 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
             raise terminated from None
         raise
     finally:
+        if started:  # Ray goes as it came: started here, shut down here
+            _shutdown_ray()
         shutil.rmtree(storage, ignore_errors=True)
     return result_of(folder)
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    ray.shutdown()
 
 
 @contextmanager
