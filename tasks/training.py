@@ -127,10 +127,16 @@ def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
         # A job that died without ending its run (its process killed) must not stay RUNNING; a retry
         # continues the same run from its last checkpoint.
         if run_dir is not None:
+            from proxmo.train.runfolder import wait_for_writer
             from proxmo.train.tracking import close_abandoned
 
+            wait_for_writer(run_dir, WRITER_GRACE_S)  # a Ray worker being stopped lets go of the folder first
             close_abandoned(run_dir, "FAILED" if isinstance(error, Exception) and not _killed(error) else "KILLED")
         raise
+
+
+WRITER_GRACE_S = 30.0
+"""How long a stopped job's task waits for the job's process to let go of its run folder before closing the run."""
 
 
 def _on_ray(config: "TrainConfig", trial: Optional[Mapping[str, Any]], launch: LaunchSpec) -> Dict[str, Any]:
@@ -141,7 +147,12 @@ def _on_ray(config: "TrainConfig", trial: Optional[Mapping[str, Any]], launch: L
     with ray_session(launch):  # a no-op under a flow that started Ray already
         remote = ray.remote(num_gpus=launch.num_gpus if alone else 0, num_cpus=launch.num_cpus if alone else 0,
                             max_retries=0)(run_job)
-        return ray.get(remote.remote(config, trial))
+        job = remote.remote(config, trial)
+        try:
+            return ray.get(job)
+        except BaseException:
+            ray.cancel(job, force=True)  # the job's process goes too, so that its run can be closed
+            raise
 
 
 def _killed(error: BaseException) -> bool:

@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -78,6 +79,17 @@ def writer_alive(folder: str | Path) -> bool:
         return True
     os.close(handle)
     return False
+
+
+def wait_for_writer(folder: str | Path, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the process that writes ``folder`` to let go of it (a job being stopped);
+    answers whether it did."""
+    deadline = time.monotonic() + timeout
+    while writer_alive(folder):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def describe_writer(folder: Path) -> str:

@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from proxmo.results.contract import (ITERATION_SECONDS, STEPS_PER_SECOND, SUCCES
                                      Summary)
 from proxmo.train.checkpoint import intact_checkpoint
 from proxmo.train.config import TrainConfig
-from proxmo.train.runfolder import latest_checkpoint, writer_alive
+from proxmo.train.runfolder import latest_checkpoint, wait_for_writer
 from proxmo.train.signals import Terminated, sigterm_received, terminate_as_exit
 from proxmo.train.setup import resume_candidates_of, run_name
 from proxmo.train.tracking import close_abandoned, read_metrics
@@ -112,9 +111,7 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
             _shutdown_ray()
             started = False
         # a worker that died (or was stopped with this process) may have left the run RUNNING
-        deadline = time.monotonic() + WRITER_GRACE_S
-        while writer_alive(folder) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for_writer(folder, WRITER_GRACE_S)
         close_abandoned(folder, "KILLED" if stopped else "FAILED")
         if isinstance(error, Terminated):
             error.run_dir = folder

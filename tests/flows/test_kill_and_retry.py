@@ -91,14 +91,17 @@ def _config_of(run_dir):
 
 
 @pytest.mark.integration
-def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path):
+@pytest.mark.parametrize("launcher", ["local", "ray"])
+def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path, launcher):
+    """In the flow's process or in a Ray worker (which the flow stops before closing the run)."""
     import subprocess
     import sys
 
     run_dir = tmp_path / "runs" / "stopped" / "a__s0"
+    experiment = f"ctrl-c-{launcher}"
     command = [sys.executable, "-m", "proxmo", "ablate", "configs/alfworld_demo.yaml", *LONGER, "run.iterations=5000",
                "--variant", "a=advantage.estimator=grpo", "--seed", "0", "--name", "stopped",
-               "--output-dir", str(tmp_path / "runs"), "--experiment", "ctrl-c"]
+               "--output-dir", str(tmp_path / "runs"), "--experiment", experiment, "--launcher", launcher]
     flow = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=as_foreground)
     try:
@@ -120,6 +123,6 @@ def test_ctrl_c_stops_a_flow_and_leaves_no_run_running(tmp_path):
     assert flow.returncode != 0, output
     assert json.loads((run_dir / "status.json").read_text())["status"] == "KILLED"
     client = mlflow.MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name("ctrl-c").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     assert sorted((r.info.run_name, r.info.status) for r in runs) == [("a__s0", "KILLED"), ("stopped", "KILLED")]
     assert len(read_metrics(run_dir)) < 5000  # it stopped, long before the end

@@ -40,16 +40,19 @@ def sync_run(folder: str | Path, tracking_uri: Optional[str] = None) -> Dict[str
 
 def close_abandoned(folder: str | Path, status: str) -> bool:
     """End a run whose job died without closing it (killed by a signal, its machine lost): ``status.json`` and
-    the linked MLflow run (if still RUNNING) get ``status``. A run that was closed, or whose folder a live job
-    still writes, is left alone. Answers whether it was abandoned. A retry continues the same run (back to RUNNING)."""
+    the linked MLflow run (if still RUNNING) get ``status``. A run whose folder was closed keeps its status, and
+    its MLflow run, if still RUNNING (the job died between the two), gets the same one; a folder a live job still
+    writes is left alone. Answers whether it was abandoned. A retry continues the same run (back to RUNNING)."""
     folder = Path(folder)
     check_status(status)
-    if not folder.is_dir() or (folder / "status.json").exists() or writer_alive(folder):
-        return False  # ended, never started, or still written by a live job
-    write_json(folder / "status.json", {"status": status, "time": time.time()})
+    if not folder.is_dir() or writer_alive(folder):
+        return False  # never started, or still written by a live job
+    ended = read_json(folder / "status.json").get("status")
+    if ended is None:
+        write_json(folder / "status.json", {"status": status, "time": time.time()})
     link = read_json(folder / LINK_FILE)
-    if link:
+    if link:  # a job stopped between ending its folder and its MLflow run ends the MLflow run the same way
         client, _ = mlflow_client(link["tracking_uri"])
         if client.get_run(link["run_id"]).info.status == "RUNNING":
-            client.set_terminated(link["run_id"], status)
-    return True
+            client.set_terminated(link["run_id"], ended or status)
+    return ended is None
