@@ -3,9 +3,22 @@ both come through here."""
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
+
+
+CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+"""Ray Train's placement-group cleaner asks Ray's state API, which goes through the dashboard, about its
+controller every second, and warns on every failed try."""
+
+
+def quiet_without_dashboard() -> None:
+    """Set up every worker process of a Ray started without its dashboard: the placement-group cleaner of a job
+    on several workers cannot reach the state API there and would warn once a second for as long as the job
+    runs (the job's own failure handling does not depend on it)."""
+    logging.getLogger(CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
@@ -13,8 +26,9 @@ def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
 
     With ``address`` Ray joins that cluster. Without one it joins ``RAY_ADDRESS`` if set, else starts here:
     without its dashboard and with its auth token kept out of the home folder (``RAY_AUTH_MODE=disabled`` unless
-    set); its temporary folder is ``RAY_TMPDIR`` or ``_temp_dir``. ``init_kwargs`` go to ``ray.init`` (resources,
-    ``runtime_env``...).
+    set); its temporary folder is ``RAY_TMPDIR`` or ``_temp_dir``; its worker processes are set up by
+    :func:`quiet_without_dashboard` unless ``runtime_env`` names a setup hook. ``init_kwargs`` go to ``ray.init``
+    (resources, ``runtime_env``...).
     """
     import ray
 
@@ -26,6 +40,10 @@ def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         kwargs.setdefault("include_dashboard", False)
+        if not kwargs["include_dashboard"]:
+            runtime_env = dict(kwargs.get("runtime_env") or {})
+            runtime_env.setdefault("worker_process_setup_hook", quiet_without_dashboard)
+            kwargs["runtime_env"] = runtime_env
     ray.init(**kwargs)
     return True
 
