@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,7 +109,12 @@ def _checked(config: "TrainConfig | Mapping[str, Any]") -> "TrainConfig":
     return config if isinstance(config, TrainConfig) else build_config(copy.deepcopy(dict(config)))
 
 
-@task(name="train-job")
+def _no_retry_once_stopped(task, task_run, state) -> bool:
+    """A job's task is retried unless the flow stopped it (a retry would bring Ray up again and continue the run)."""
+    return not _RAY_JOBS.stopped_here()
+
+
+@task(name="train-job", retry_condition_fn=_no_retry_once_stopped)
 def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
               trial: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One training job, in this process (``local``) or as a Ray task asking for ``num_cpus`` and ``num_gpus`` (``ray``;
@@ -118,21 +124,22 @@ def train_job(config: "TrainConfig", launch: LaunchSpec = LaunchSpec(),
     """
     config = _checked(config)
     run_dir = _named_run_dir(config)
-    try:
-        with follow_progress(run_dir, config.run.iterations, get_run_logger()):
-            if launch.launcher == "local":
-                return run_job(config, trial)
-            return _on_ray(config, trial, launch)
-    except BaseException as error:
-        # A job that died without ending its run (its process killed) must not stay RUNNING; a retry
-        # continues the same run from its last checkpoint.
-        if run_dir is not None:
-            from proxmo.train.runfolder import wait_for_writer
-            from proxmo.train.tracking import close_abandoned
+    with _RAY_JOBS.waiting():
+        try:
+            with follow_progress(run_dir, config.run.iterations, get_run_logger()):
+                if launch.launcher == "local":
+                    return run_job(config, trial)
+                return _on_ray(config, trial, launch)
+        except BaseException as error:
+            # A job that died without ending its run (its process killed) must not stay RUNNING; a retry
+            # continues the same run from its last checkpoint.
+            if run_dir is not None:
+                from proxmo.train.runfolder import wait_for_writer
+                from proxmo.train.tracking import close_abandoned
 
-            wait_for_writer(run_dir, WRITER_GRACE_S)  # a Ray worker being stopped lets go of the folder first
-            close_abandoned(run_dir, "FAILED" if isinstance(error, Exception) and not _killed(error) else "KILLED")
-        raise
+                wait_for_writer(run_dir, WRITER_GRACE_S)  # a Ray worker being stopped lets go of the folder first
+                close_abandoned(run_dir, "FAILED" if _failed(error) else "KILLED")
+            raise
 
 
 WRITER_GRACE_S = 30.0
@@ -149,19 +156,100 @@ def _on_ray(config: "TrainConfig", trial: Optional[Mapping[str, Any]], launch: L
                             max_retries=0)(run_job)
         job = remote.remote(config, trial)
         try:
+            _RAY_JOBS.track(job)  # from here an interrupted flow cancels it
             return ray.get(job)
         except BaseException:
             ray.cancel(job, force=True)  # the job's process goes too, so that its run can be closed
             raise
 
 
-def _killed(error: BaseException) -> bool:
-    """Whether ``error`` says the job's process was killed (a Ray worker that died) rather than that it failed."""
+def _failed(error: BaseException) -> bool:
+    """Whether ``error`` ends a job FAILED; else KILLED: interrupted, its process killed (a Ray worker that died),
+    or stopped by its interrupted flow (whatever Ray answered the task once the job was cancelled)."""
+    if not isinstance(error, Exception) or _RAY_JOBS.stopped_here():
+        return False
     try:
         from ray.exceptions import WorkerCrashedError
     except ImportError:
-        return False
-    return isinstance(error, WorkerCrashedError)
+        return True
+    return not isinstance(error, WorkerCrashedError)
+
+
+class JobStopped(RuntimeError):
+    """The flow was interrupted before this task's job reached Ray: it is not submitted."""
+
+
+class _RayJobs:
+    """The Ray jobs this process's task threads wait on.
+
+    A flow interrupted in its main thread (Ctrl-C, SIGTERM) leaves :func:`ray_session`, which would shut Ray down
+    under the tasks still waiting on their jobs: they would see Ray's errors (and close their runs FAILED), and
+    their retries would bring Ray up again and continue the runs. Instead :meth:`stop` cancels every job first,
+    marks its task stopped (its run ends KILLED, it is not retried) and waits for the tasks to close their runs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: Dict[int, "_Waiter"] = {}  # by thread
+        self._local = threading.local()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The block of a task that may wait on a Ray job: done (its run closed) when the block ends."""
+        waiter = _Waiter()
+        self._local.waiter = waiter
+        with self._lock:
+            self._waiting[threading.get_ident()] = waiter
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting.pop(threading.get_ident(), None)
+            waiter.done.set()
+
+    def track(self, job: Any) -> None:
+        """The job this thread's task now waits on; refused if the flow was stopped before it got here."""
+        waiter = getattr(self._local, "waiter", None)
+        if waiter is None:
+            return
+        with self._lock:
+            waiter.job = job
+        if waiter.stopped:
+            raise JobStopped("the flow was interrupted before the job started")
+
+    def stopped_here(self) -> bool:
+        """Whether the flow stopped this thread's task (it ends KILLED and is not retried)."""
+        waiter = getattr(self._local, "waiter", None)
+        return waiter is not None and waiter.stopped
+
+    def stop(self, grace_s: float) -> None:
+        """Cancel the jobs other threads' tasks wait on and wait up to ``grace_s`` for those tasks to close their
+        runs (a killed job's process lets go of its folder first)."""
+        import ray
+
+        with self._lock:
+            waiters = [w for thread, w in self._waiting.items() if thread != threading.get_ident()]
+            for waiter in waiters:
+                waiter.stopped = True
+        for waiter in waiters:
+            if waiter.job is not None:
+                try:
+                    ray.cancel(waiter.job, force=True)
+                except Exception:  # noqa: BLE001 - already ended, or Ray going down: its task closes the run either way
+                    pass
+        deadline = time.monotonic() + grace_s
+        for waiter in waiters:
+            waiter.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.job: Any = None
+        self.stopped = False
+        self.done = threading.Event()
+
+
+_RAY_JOBS = _RayJobs()
 
 
 def run_jobs(configs: Sequence["TrainConfig"], launch: LaunchSpec = LaunchSpec()) -> List[Dict[str, Any]]:
@@ -186,6 +274,11 @@ def ray_session(launch: LaunchSpec) -> Iterator[None]:
     from envs.cluster import ray_running
 
     with ray_running(launch.ray_address):  # without an address: RAY_ADDRESS if set, else here with this machine's cores
-        yield
+        try:
+            yield
+        except BaseException as error:
+            if not isinstance(error, Exception):  # interrupted: the jobs stop and their runs close before Ray goes
+                _RAY_JOBS.stop(WRITER_GRACE_S + 15.0)
+            raise
 
 

@@ -69,3 +69,68 @@ def test_a_job_on_a_folder_that_a_live_job_writes_is_refused_not_moved_aside(tmp
         assert (folder / "metrics.jsonl").is_file() and [p.name for p in (tmp_path / "runs").iterdir()] == ["busy"]
     finally:
         live.release()
+
+
+
+def test_an_interrupted_flow_cancels_its_ray_jobs_and_lets_their_tasks_close_before_ray_goes_down():
+    """Ctrl-C in a flow's main thread: every job a task thread waits on is cancelled while Ray still runs, and the task
+    is marked stopped (its run ends KILLED, it is not retried); the flow's own thread is never marked."""
+    import threading
+
+    import pytest
+    import ray
+
+    from tasks.specs import LaunchSpec
+    from tasks.training import _RAY_JOBS, _failed, _no_retry_once_stopped, ray_session
+
+    seen = {}
+    tracked = threading.Event()
+
+    def waits_on_a_job():
+        with _RAY_JOBS.waiting():
+            job = ray.remote(num_cpus=0)(lambda: __import__("time").sleep(600)).remote()
+            try:
+                _RAY_JOBS.track(job)
+                tracked.set()
+                ray.get(job)
+            except BaseException as error:  # noqa: BLE001 - what the task thread sees
+                seen.update(error=error, ray_up=ray.is_initialized(), failed=_failed(error),
+                            retried=_no_retry_once_stopped(None, None, None))
+
+    task = threading.Thread(target=waits_on_a_job)
+    with pytest.raises(KeyboardInterrupt):
+        with ray_session(LaunchSpec(launcher="ray", num_cpus=1)):
+            task.start()
+            assert tracked.wait(60)
+            raise KeyboardInterrupt
+    task.join(10)
+    assert type(seen["error"]).__name__ == "TaskCancelledError" and seen["ray_up"]
+    assert not seen["failed"] and not seen["retried"]
+    assert not ray.is_initialized()
+    assert _no_retry_once_stopped(None, None, None) and _failed(RuntimeError("a job that failed"))
+
+
+def test_a_task_that_reaches_ray_after_its_flow_was_stopped_submits_nothing():
+    import threading
+
+    from tasks.training import _RAY_JOBS, JobStopped
+
+    seen = {}
+    entered, stopped = threading.Event(), threading.Event()
+
+    def submits_late():
+        with _RAY_JOBS.waiting():
+            entered.set()
+            stopped.wait(60)
+            try:
+                _RAY_JOBS.track("a job")
+            except JobStopped as error:
+                seen["error"] = error
+
+    task = threading.Thread(target=submits_late)
+    task.start()
+    assert entered.wait(60)
+    _RAY_JOBS.stop(grace_s=0)
+    stopped.set()
+    task.join(10)
+    assert isinstance(seen.get("error"), JobStopped)
