@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import uuid
@@ -30,6 +31,7 @@ from proxmo.train.signals import Terminated, sigterm_received, terminate_as_exit
 from proxmo.train.setup import resume_candidates_of, run_name
 from proxmo.train.tracking import close_abandoned, read_metrics
 from proxmo.train.tracking.follow import follow_records
+from proxmo.urls import default_tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -50,14 +52,20 @@ def run_folder_of(config: TrainConfig) -> Path:
 
 
 def named(config: TrainConfig) -> TrainConfig:
-    """``config`` with its run folder fixed (its name chosen once, here, for every worker)."""
-    folder = run_folder_of(config) if config.run.resume else None
-    update: Dict[str, Any] = {}
+    """``config`` with its run folder fixed: its name chosen once, here, for every worker, and its paths absolute as
+    this process sees them (a worker runs in a folder of Ray Train's own, on this node or another), the MLflow
+    store included when the run has one and none was named."""
+    run = config.run
+    folder = run_folder_of(config) if run.resume else None
+    update: Dict[str, Any] = {"output_dir": str(Path(run.output_dir).resolve())}
     if folder is not None:
-        update = {"name": folder.name, "output_dir": str(folder.parent)}
-    elif config.run.name is None:
-        update = {"name": run_name(config)}
-    return config.model_copy(update={"run": config.run.model_copy(update=update)}) if update else config
+        update = {"name": folder.name, "output_dir": str(folder.parent.resolve()),
+                  "resume": str(Path(run.resume).resolve())}
+    elif run.name is None:
+        update["name"] = run_name(config)
+    if run.tracker in ("mlflow", "both") and run.tracking_uri is None:
+        update["tracking_uri"] = default_tracking_uri()
+    return config.model_copy(update={"run": run.model_copy(update=update)})
 
 
 def check_resources(config: TrainConfig) -> None:
@@ -95,7 +103,7 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
     storage = Path(tempfile.mkdtemp(prefix="proxmo-train-"))
     trainer = TorchTrainer(
         work,
-        train_loop_config={"config": config.to_dict(), "launch": uuid.uuid4().hex},
+        train_loop_config={"config": config.to_dict(), "launch": uuid.uuid4().hex, "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=run.workers, use_gpu=run.worker_gpus > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=folder.name, storage_path=str(storage),
@@ -167,6 +175,8 @@ def work(payload: Dict[str, Any]) -> None:
     from proxmo.train.distributed import Shard
     from proxmo.train.job import Trainer
 
+    if Path(payload["cwd"]).is_dir():  # the command's folder, where this node has it: relative paths mean the same
+        os.chdir(payload["cwd"])
     config = TrainConfig.model_validate(payload["config"])
     context = ray.train.get_context()
     shard = Shard(context.get_world_rank(), context.get_world_size())
@@ -210,7 +220,10 @@ def result_of(folder: Path):
     from proxmo.train.job import TrainResult
 
     summary_file = folder / SUMMARY_FILE
-    summary = Summary.from_dict(json.loads(summary_file.read_text())) if summary_file.is_file() else Summary()
+    if not summary_file.is_file():
+        raise RuntimeError(f"the workers ended without writing {summary_file}: is {folder.parent} on storage every "
+                           "node of the Ray cluster shares?")
+    summary = Summary.from_dict(json.loads(summary_file.read_text()))
     history = [record["metrics"] for record in read_metrics(folder) if ITERATION_SECONDS in record["metrics"]]
     checkpoint: Optional[Path] = Path(summary.checkpoint) if summary.checkpoint else None
     return TrainResult(folder, summary.iterations, history, summary.evaluations, summary.random_baseline,

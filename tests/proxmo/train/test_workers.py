@@ -191,3 +191,28 @@ def test_a_checkpoint_older_than_the_worker_settings_resumes_at_their_defaults(t
     assert resume_conflicts(checkpoint, one) == []
     assert resume_conflicts(checkpoint, _two_workers(tmp_path, "old", iterations=2, save_every=0,
                                                      keep_checkpoints=2)) == ["run.workers: (absent) -> 2"]
+
+
+@pytest.mark.integration
+def test_a_job_on_workers_writes_its_run_and_mlflow_store_where_the_command_was_started(tmp_path):
+    """Ray Train runs each worker in a folder of its own: relative paths (``run.output_dir=runs``, MLflow's default
+    ``./mlflow.db``) still mean the command's folder, and the command prints the run's results."""
+    import subprocess
+    import sys
+
+    import mlflow
+    import yaml
+
+    data = _webshop(tmp_path, name="here", workers=2, iterations=2, tracker="mlflow", output_dir="runs")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(data))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([sys.executable, "-m", "proxmo", "train", "job.yaml"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "here"
+    assert json.loads((run_dir / "summary.json").read_text())["iterations"] == 2
+    link = json.loads((run_dir / "mlflow.json").read_text())
+    assert link["tracking_uri"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert mlflow.MlflowClient(link["tracking_uri"]).get_run(link["run_id"]).info.status == "FINISHED"
+    printed = " ".join(done.stdout.split())  # as wrapped to the console's width
+    assert "validation success (%)" in printed and f"run folder: {run_dir}" in printed
