@@ -14,6 +14,11 @@ CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cl
 controller every second, and warns on every failed try."""
 
 
+LOCAL_SYSTEM_CONFIG = {"enable_metrics_collection": False}
+"""Ray's own settings for a Ray started here: no metrics recorded, as there is no dashboard to show them (recording
+them in every worker took about a tenth of a two-worker job's time on two cores: docs/benchmarks.md)."""
+
+
 def quiet_without_dashboard() -> None:
     """Set up every worker process of a Ray started without its dashboard: the placement-group cleaner of a job
     on several workers cannot reach the state API there and would warn once a second for as long as the job
@@ -27,7 +32,8 @@ def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
     With ``address`` Ray joins that cluster. Without one it joins ``RAY_ADDRESS`` if set, else starts here:
     without its dashboard and with its auth token kept out of the home folder (``RAY_AUTH_MODE=disabled`` unless
     set); its temporary folder is ``RAY_TMPDIR`` or ``_temp_dir``; its worker processes are set up by
-    :func:`quiet_without_dashboard` unless ``runtime_env`` names a setup hook. ``init_kwargs`` go to ``ray.init``
+    :func:`quiet_without_dashboard` unless ``runtime_env`` names a setup hook, and it records no metrics
+    (:data:`LOCAL_SYSTEM_CONFIG`, unless ``_system_config`` says otherwise). ``init_kwargs`` go to ``ray.init``
     (resources, ``runtime_env``...).
     """
     import ray
@@ -44,6 +50,7 @@ def start_ray(address: Optional[str] = None, **init_kwargs: Any) -> bool:
             runtime_env = dict(kwargs.get("runtime_env") or {})
             runtime_env.setdefault("worker_process_setup_hook", quiet_without_dashboard)
             kwargs["runtime_env"] = runtime_env
+            kwargs["_system_config"] = {**LOCAL_SYSTEM_CONFIG, **(kwargs.get("_system_config") or {})}
     ray.init(**kwargs)
     return True
 
