@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 # The main job: ProxMO trains the tiny demo model on generated ALFWorld games as one job on two CPU
 # cores (two Ray Train workers) and prints success per category before and after, beside a random
 # agent. The preset alone is the one-worker job that ablations and sweeps run side by side.
-RUN_OVERRIDES := run.workers=2
+RUN_OVERRIDES := run.workers=2 run.iterations=100 eval.every=50
 run: setup
 	$(VENV)/bin/proxmo train configs/alfworld_demo.yaml $(RUN_OVERRIDES)
 
