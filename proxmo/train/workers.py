@@ -94,7 +94,12 @@ def train_on_workers(config: TrainConfig, progress: bool = True):
                               "choose another run.name")
     # a progress bar keeps the console to itself: the workers' own output stays in Ray's logs
     started = start_ray(config.env.ray_address, log_to_driver=not progress)
-    check_resources(config)
+    try:
+        check_resources(config)
+    except BaseException:
+        if started:  # a refused job leaves Ray as it found it
+            _shutdown_ray()
+        raise
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

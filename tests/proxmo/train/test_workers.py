@@ -49,6 +49,9 @@ def test_more_than_the_cluster_holds_is_refused_before_any_worker_starts(tmp_pat
     with pytest.raises(ValueError, match="run.worker_cpus: 2 workers x 64 CPUs needs 128 CPUs"):
         train(_two_workers(tmp_path, "cpus", worker_cpus=64), progress=False)
     assert not (tmp_path / "runs").exists()
+    import ray
+
+    assert not ray.is_initialized()  # the Ray the refused job started is gone with it
 
 
 @pytest.fixture(scope="module")
