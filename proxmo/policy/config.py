@@ -68,11 +68,12 @@ class ModelConfig(BaseModel):
         False, description="Recompute activations in the backward pass: less memory, about a third more compute."
     )
     rollout_backend: Literal["hf", "vllm"] = Field(
-        "hf", description="Who samples free-form responses: the Hugging Face model itself, or a vLLM engine (CUDA "
-        "only) that gets the trainer's weights after every update. Needs kind=hf.",
+        "hf", description="Who samples free-form responses: the Hugging Face model itself, or a vLLM engine (CUDA, "
+        "or vLLM's CPU build) that gets the trainer's weights after every update. Needs kind=hf.",
     )
     vllm_gpu_memory_utilization: float = Field(
-        0.35, gt=0, lt=1, description="rollout_backend=vllm: the share of GPU memory the vLLM engine may take.")
+        0.35, gt=0, lt=1, description="rollout_backend=vllm: the share of GPU memory the vLLM engine may take "
+        "(on vLLM's CPU build: the share of the machine's memory its KV cache takes).")
     generation_token_budget: int = Field(
         65536, ge=1, description="Free-form generation decodes at most this many prompt tokens' rows together "
         "(rows x longest prompt); more rows decode in turn. Raise it on a large GPU: one batch decodes fastest.",

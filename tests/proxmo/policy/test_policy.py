@@ -495,8 +495,9 @@ def test_the_vllm_backend_is_checked_and_says_what_it_needs():
 
 
 def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_weight_sync(monkeypatch):
-    """The sampler against an engine that records what it is asked (vLLM itself needs CUDA): the documented calls,
-    one seed per prompt, the weights loaded on the worker, then the prefix cache dropped."""
+    """The sampler against an engine that records what it is asked (the real engine: test_vllm_engine.py, in
+    .venv-vllm): the documented calls, one seed per prompt, the workers' in-place reload, then the prefix cache
+    dropped."""
     import types
 
     from proxmo.policy import vllm_backend
@@ -506,16 +507,14 @@ def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_wei
     class Engine:
         def __init__(self, **kwargs):
             calls.append(("LLM", kwargs))
-            self.worker = types.SimpleNamespace(model_runner=types.SimpleNamespace(model=types.SimpleNamespace(
-                load_weights=lambda weights: calls.append(("load", [name for name, _ in weights])))))
 
         def generate(self, prompts, params, use_tqdm):
             calls.append(("generate", [p.seed for p in params]))
             return [types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=[len(p["prompt_token_ids"])])])
                     for p in prompts]
 
-        def collective_rpc(self, function):
-            return [function(self.worker)]
+        def collective_rpc(self, method, kwargs):
+            calls.append((method, [name for name, _ in kwargs["weights_iterator"]], kwargs["is_checkpoint_format"]))
 
         def reset_prefix_cache(self):
             calls.append(("reset",))
@@ -523,8 +522,7 @@ def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_wei
     fake = types.SimpleNamespace(LLM=Engine, SamplingParams=lambda **kwargs: types.SimpleNamespace(**kwargs))
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
-    monkeypatch.delenv("VLLM_ALLOW_INSECURE_SERIALIZATION", raising=False)
-    with pytest.raises(RuntimeError, match="VLLM_ALLOW_INSECURE_SERIALIZATION=1"):
+    with pytest.raises(RuntimeError, match="unset VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0"):
         vllm_backend.VllmSampler("/model", "bfloat16", 0.3, 512, seed=1)
     assert not calls  # refused before an engine is built
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING")
@@ -534,7 +532,7 @@ def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_wei
     out = sampler.generate([[1, 2], [1, 2], [3]], temperature=1.0, max_tokens=8, stop_ids={7}, seed=40)
     assert out == [[2], [2], [1]] and calls[-1] == ("generate", [40, 41, 42])  # a group's equal prompts differ
     sampler.load_weights([("a.weight", torch.ones(2)), ("b.weight", torch.zeros(2))])
-    assert calls[-2:] == [("load", ["a.weight", "b.weight"]), ("reset",)]
+    assert calls[-2:] == [("reload_weights", ["a.weight", "b.weight"], True), ("reset",)]
 
 
 def test_lora_adapters_are_seeded_by_the_model_seed_and_leave_the_global_rng_alone():
