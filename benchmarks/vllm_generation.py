@@ -5,8 +5,8 @@ Qwen2 with random weights is written to a temporary folder (no model hub); every
 for the same prompts: ``--groups`` x ``--group-size`` rollouts (16 x 8: the demo's shape, 8 rollouts of each task)
 whose prompts have ``--prompt-tokens`` tokens (61: the ALFWorld demo's compact prompt, on average), up to
 ``--max-tokens`` response tokens each, one thread. Reported: generated tokens per second (the median of
-``--repeats`` timed calls after one untimed warm-up call) and the start-up of each (building the engine, loading
-the model). A tiny model on two CPU cores: this says nothing about a GPU.
+``--repeats`` timed calls after one untimed warm-up call), the start-up of each (building the engine, loading
+the model) and the cores it kept busy while generating (CPU seconds per second). A tiny model on two CPU cores: this says nothing about a GPU.
 
     OMP_NUM_THREADS=1 .venv-vllm/bin/python benchmarks/vllm_generation.py
     OMP_NUM_THREADS=1 .venv-vllm/bin/python benchmarks/vllm_generation.py --hidden 512 --layers 4 --heads 8
@@ -68,14 +68,15 @@ def measure(name: str, folder: Path, batch: List[List[int]], max_tokens: int, re
     policy.generate(batch[:1], 1.0, torch.Generator().manual_seed(0))  # builds the engine / the cache
     startup = time.perf_counter() - start
     policy.generate(batch, 1.0, torch.Generator().manual_seed(1))  # warm-up
-    rates = []
+    rates, cores = [], []
     for repeat in range(repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         choices = policy.generate(batch, 1.0, torch.Generator().manual_seed(2 + repeat))
         seconds = time.perf_counter() - start
         rates.append(sum(len(c.response_ids) for c in choices) / seconds)
+        cores.append((time.process_time() - cpu) / seconds)  # CPU seconds per second: the cores it kept busy
     return {"tokens_per_s": statistics.median(rates), "runs": rates, "startup_s": startup,
-            "threads": torch.get_num_threads()}
+            "cores": statistics.median(cores)}
 
 
 def main(argv=None) -> Dict[str, Dict[str, float]]:
@@ -106,11 +107,11 @@ def main(argv=None) -> Dict[str, Dict[str, float]]:
     print(f"Qwen2 {args.hidden} wide, {args.layers} layers, {args.heads} heads (random weights, float32); "
           f"{args.groups} x {args.group_size} rollouts, {args.prompt_tokens}-token prompts, up to {args.max_tokens} "
           f"tokens each, temperature 1, {torch.get_num_threads()} thread(s); median of {args.repeats}")
-    print("| backend | generated tokens / s | vs static-cache HF | each run | start-up s |")
-    print("|---|---|---|---|---|")
+    print("| backend | generated tokens / s | vs static-cache HF | each run | start-up s | cores busy |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         each = ", ".join(f"{x:.0f}" for x in r["runs"])
-        print(f"| {name} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f}x | {each} | {r['startup_s']:.1f} |")
+        print(f"| {name} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base:.2f}x | {each} | {r['startup_s']:.1f} | {r['cores']:.2f} |")
     return results
 
 

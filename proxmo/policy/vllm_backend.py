@@ -46,9 +46,16 @@ class VllmSampler:
         self._vllm = vllm
         # the tokenizer stays with the trainer (prompts go in as token ids); log-probs are reported after the
         # temperature, as the trainer computes them
+        from vllm.platforms import current_platform
+
+        options = {}
+        if current_platform.is_cpu():
+            # a prompt prefilled in pieces has its draws discarded, and vLLM rewinds the request's seeded generator
+            # by an offset, which CPU generators do not have ("CPU Generator does not use offset"): whole prompts
+            options["enable_chunked_prefill"] = False
         self.llm = vllm.LLM(model=path, dtype=dtype, seed=seed, skip_tokenizer_init=True,
                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                            enable_prefix_caching=True, logprobs_mode="processed_logprobs")
+                            enable_prefix_caching=True, logprobs_mode="processed_logprobs", **options)
 
     def generate(self, prompt_ids: Sequence[List[int]], temperature: float, max_tokens: int,
                  stop_ids: Iterable[int], seed: int) -> List[List[int]]:

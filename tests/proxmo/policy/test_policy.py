@@ -521,6 +521,8 @@ def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_wei
 
     fake = types.SimpleNamespace(LLM=Engine, SamplingParams=lambda **kwargs: types.SimpleNamespace(**kwargs))
     monkeypatch.setitem(sys.modules, "vllm", fake)
+    on_cpu = types.SimpleNamespace(is_cpu=lambda: True)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", types.SimpleNamespace(current_platform=on_cpu))
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
     with pytest.raises(RuntimeError, match="unset VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0"):
         vllm_backend.VllmSampler("/model", "bfloat16", 0.3, 512, seed=1)
@@ -529,6 +531,7 @@ def test_the_vllm_sampler_seeds_each_prompt_and_refreshes_the_engine_after_a_wei
     sampler = vllm_backend.VllmSampler("/model", "bfloat16", 0.3, 512, seed=1)
     assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # the engine runs in this process
     assert calls[0][1]["enable_prefix_caching"] and calls[0][1]["max_model_len"] == 512
+    assert calls[0][1]["enable_chunked_prefill"] is False  # on vLLM's CPU build: whole prompts (seeded draws)
     out = sampler.generate([[1, 2], [1, 2], [3]], temperature=1.0, max_tokens=8, stop_ids={7}, seed=40)
     assert out == [[2], [2], [1]] and calls[-1] == ("generate", [40, 41, 42])  # a group's equal prompts differ
     sampler.load_weights([("a.weight", torch.ones(2)), ("b.weight", torch.zeros(2))])

@@ -116,6 +116,17 @@ def test_a_group_of_equal_prompts_gets_different_rollouts_and_a_seed_repeats(pai
     assert rollouts(6) != first
 
 
+def test_a_batch_of_more_prompt_tokens_than_one_step_takes_is_sampled_with_per_prompt_seeds(pair):
+    """16 groups x 8 prompts of 61 tokens: 7,808 prompt tokens, more than vLLM schedules in one step (4,096). A
+    prompt prefilled in pieces made vLLM rewind its seeded generator, which CPU generators cannot do."""
+    _, engine = pair
+    generator = torch.Generator().manual_seed(0)
+    group_prompts = [torch.randint(4, 300, (61,), generator=generator).tolist() for _ in range(16)]
+    batch = [p for p in group_prompts for _ in range(8)]
+    first = engine._vllm().generate(batch, 1.0, 4, engine.stop_ids, seed=9)
+    assert len(first) == 128 and engine._vllm().generate(batch, 1.0, 4, engine.stop_ids, seed=9) == first
+
+
 def test_a_stop_token_ends_the_response_and_is_kept(pair):
     hf, engine = pair
     prompt = hf.encode_prompt("go to cabinet 1")
@@ -187,3 +198,14 @@ def test_a_generate_mode_alfworld_job_runs_on_the_vllm_backend_and_logs_what_the
         keys[backend] = {(r["step"], k) for r in read_metrics(tmp_path / backend) for k in r["metrics"]}
     assert keys["vllm"] == keys["hf"]
     assert {step for step, _ in keys["vllm"]} >= {1, 2, 3}
+
+
+def test_the_generation_benchmark_runs_at_a_tiny_shape():
+    root = Path(__file__).resolve().parents[3]
+    command = [sys.executable, str(root / "benchmarks" / "vllm_generation.py"), "--groups", "2", "--group-size", "2",
+               "--max-tokens", "4", "--repeats", "1", "--backends", "hf, static cache", "vllm"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=root)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| hf") or line.startswith("| vllm")]
+    assert [row.split(" | ")[0] for row in rows] == ["| hf, static cache", "| vllm"]
+    assert all(float(row.split(" | ")[1]) > 0 for row in rows)
