@@ -81,7 +81,7 @@ def test_no_password_on_a_command_line_and_no_unauthenticated_ray_dashboard():
     assert "--include-dashboard=false" in services["ray-head"]["command"]
     assert (DOCKER.parent / ".dockerignore").is_file()
     ignored = (DOCKER.parent / ".dockerignore").read_text().split()
-    for secret_or_bulk in (".venv", "runs", "*.db", "docker/.env", ".git"):
+    for secret_or_bulk in (".venv", ".venv-vllm", "runs", "*.db", "docker/.env", ".git"):
         assert secret_or_bulk in ignored, secret_or_bulk
 
 
