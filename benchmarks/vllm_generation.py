@@ -32,8 +32,8 @@ BACKENDS = {
 
 
 def write_model(folder: Path, hidden: int, layers: int, heads: int) -> None:
-    """A random Qwen2 (head size ``hidden / heads``: vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, 160, 192
-    or 256) with the tiny ChatML tokenizer."""
+    """A random Qwen2 with the tiny ChatML tokenizer (its head size ``hidden / heads`` must be one that vLLM's CPU
+    attention takes: :mod:`proxmo.policy.vllm_backend` lists them)."""
     import transformers
 
     from proxmo.policy import build_tiny_tokenizer

